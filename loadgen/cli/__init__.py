@@ -1,0 +1,94 @@
+"""The ``loadgen`` command: dispatch to subcommands and translate errors to exit codes.
+
+Exit codes: 0 success; 1 the run failed (partial report kept); 2 bad input (one line, no
+traceback); 130 interrupted before a run started. Subcommands parse their own flags; nothing
+here knows how a load runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from loadgen.errors import LoadgenError
+
+USAGE = """\
+usage: loadgen COMMAND [flags] [args]
+
+commands:
+  load [flags] URL     run a load (fortio's flags: -c -qps -t -n ...); 'loadgen help load'
+  curl [flags] URL     fetch once and print the response (same as load -curl)
+  serve [flags]        run the echo test server on 127.0.0.1 (fortio's echo query params)
+  version              print the version
+  help [COMMAND]       this text, or a command's flags
+"""
+
+
+def _cmd_load(argv: list[str]) -> int:
+    from loadgen.cli.load import load_main
+
+    return load_main(argv)
+
+
+def _cmd_curl(argv: list[str]) -> int:
+    from loadgen.cli.load import curl_main
+
+    return curl_main(argv)
+
+
+def _cmd_serve(argv: list[str]) -> int:
+    from loadgen.serve import serve_main
+
+    return serve_main(argv)
+
+
+def _cmd_version(argv: list[str]) -> int:
+    from loadgen.version import __version__
+
+    print(__version__)
+    return 0
+
+
+def _cmd_help(argv: list[str]) -> int:
+    if argv and argv[0] in ("load", "curl"):
+        from loadgen.cli.load import load_help
+
+        print(load_help())
+        return 0
+    print(USAGE, end="")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "load": _cmd_load,
+    "curl": _cmd_curl,
+    "serve": _cmd_serve,
+    "version": _cmd_version,
+    "help": _cmd_help,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "-help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    cmd, rest = args[0], args[1:]
+    fn = COMMANDS.get(cmd)
+    if fn is None:
+        print(f"loadgen: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    try:
+        return fn(rest)
+    except LoadgenError as exc:
+        print(f"loadgen: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("loadgen: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

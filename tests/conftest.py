@@ -1,0 +1,102 @@
+"""Shared fixtures: engines to parametrize over, in-test servers, and run helpers.
+
+``engine`` runs a test on every raw HTTP/1 engine ("py" always, "c" when ``loadgen._core`` is
+built); ``any_engine`` adds "httpx" for the tests whose semantics it shares. Servers bind to
+127.0.0.1 and are stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from servers import Gunicorn, Script, ScriptedServer, refused_port  # noqa: E402
+
+from loadgen.engine_api import EngineConfig, EngineResult  # noqa: E402
+from loadgen.schedule import plan  # noqa: E402
+
+_MODULES = {"py": "loadgen._engine_py", "c": "loadgen._core", "httpx": "loadgen._engine_httpx"}
+
+
+def _load(name: str) -> ModuleType:
+    if name == "c":
+        return pytest.importorskip("loadgen._core", reason="C engine not built")
+    return importlib.import_module(_MODULES[name])
+
+
+@pytest.fixture(params=["py", "c"])
+def engine(request: pytest.FixtureRequest) -> ModuleType:
+    """An HTTP/1 engine module with ``start(cfg)``."""
+    return _load(request.param)
+
+
+@pytest.fixture(params=["py", "c", "httpx"])
+def any_engine(request: pytest.FixtureRequest) -> ModuleType:
+    """Any engine module, httpx included."""
+    return _load(request.param)
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    """Factory: ``scripted(script, on_accept=...)`` starts a server; all are stopped at teardown."""
+    started: list[ScriptedServer] = []
+
+    def make(script: Script, **kw: Any) -> ScriptedServer:
+        s = ScriptedServer(script, **kw).start()
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def httpbin() -> Iterator[Gunicorn]:
+    g = Gunicorn().start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    return refused_port()
+
+
+def request_bytes(port: int, path: str = "/", method: str = "GET", extra: str = "") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: loadgen-test\r\n"
+            f"{extra}\r\n").encode()
+
+
+def make_cfg(port: int, path: str = "/", *, c: int = 1, n: int = 0, qps: float = 0.0, duration: float = 0.0,
+             uniform: bool = False, method: str = "GET", extra: str = "", **kw: Any) -> EngineConfig:
+    """A config the way the runner builds one: request bytes + :func:`loadgen.schedule.plan`."""
+    p = plan(c, qps, duration, n, uniform)
+    cfg = EngineConfig(host="127.0.0.1", port=port, request=request_bytes(port, path, method, extra),
+                       head=method == "HEAD", connections=p.connections, qps=qps, calls=p.calls,
+                       offsets=p.offsets, stretch=p.stretch, end_s=p.end_s, timeout_s=2.0,
+                       url=f"http://127.0.0.1:{port}{path}", method=method)
+    return replace(cfg, **kw)
+
+
+def run(engine: ModuleType, cfg: EngineConfig, limit: float = 10.0) -> EngineResult:
+    """Start, wait (bounded), return the result; a run that does not end is aborted and fails."""
+    h = engine.start(cfg)
+    if not h.wait(limit):
+        h.abort()
+        h.wait(5)
+        pytest.fail(f"engine run did not end within {limit}s")
+    res: EngineResult = h.result()
+    return res
