@@ -148,6 +148,7 @@ cdef struct Conn:
     int hkeep
     int chunked
     int have_cl
+    int have_te
     int overloaded
     int got_any
     int ch_digits
@@ -232,6 +233,9 @@ cdef struct TState:
 # ---------------------------------------------------------------------------------------------
 # small helpers
 
+cdef int64_t HDR_HIGHEST_C = HDR_HIGHEST
+
+
 cdef inline int64_t hdr_index(TState* t, uint64_t v) noexcept nogil:
     cdef int pow2ceiling = 64 - lg_clz64(v | t.sub_mask | 1)
     cdef int bucket = pow2ceiling - t.unit_mag - (t.sbhcm + 1)
@@ -261,26 +265,24 @@ cdef inline void rec_add(TState* t, Rec* r, int64_t v) noexcept nogil:
         r.counts[idx] += 1
 
 
-cdef int64_t HDR_HIGHEST_C = HDR_HIGHEST
-
 
 cdef inline int tl_index(int64_t v) noexcept nogil:
     if v < 0:
         v = 0
-    if v > 0xFFFFFFFF:
-        v = 0xFFFFFFFF
+    if v > 4294967295LL:
+        v = 4294967295LL
     if v < 32:
         return <int>v
     cdef int e = 63 - lg_clz64(<uint64_t>v)
     return 32 + (e - 5) * 16 + <int>((v >> (e - 4)) & 15)
 
 
-def _timeline_index(v_us: int) -> int:
+def _timeline_index(v_us):
     """The C timeline index (exposed so tests can compare it with recorder.timeline_index)."""
     return tl_index(v_us)
 
 
-def _hdr_index(v: int) -> int:
+def _hdr_index(v):
     """The C HDR counts index of ``v`` in the project layout (for tests)."""
     cdef TState t
     layout = hdr_layout()
@@ -395,7 +397,7 @@ cdef void log_call(TState* t, Conn* c, int64_t now, int code, int ok) noexcept n
         log_flush(t)
     n = snprintf(t.logbuf + t.loglen, 512,
                  b'{"latency":%f,"timestamp":%lld,"thread":%d,"iter":%lld,"ok":%s,"details":"%d"}\n',
-                 <double>(now - c.intended) / 1e9, <long long>(t.wall0_ns + (c.intended - t.start_ns)),
+                 <double>(now - c.sent) / 1e9, <long long>(t.wall0_ns + (c.sent - t.start_ns)),
                  c.gidx, <long long>c.done, b"true" if ok else b"false", code)
     if n > 0:
         t.loglen += n
@@ -411,9 +413,8 @@ cdef void record_call(TState* t, Conn* c, int64_t now, int code, int kind) noexc
     rec_add(t, &t.rec[R_SVC], now - c.sent)
     if not ok:
         rec_add(t, &t.rec[R_ERRSVC], now - c.sent)
-    if code > 0:
-        rec_add(t, &t.rec[R_HDR], c.hbytes)
-        rec_add(t, &t.rec[R_TOTAL], c.tbytes)
+    rec_add(t, &t.rec[R_HDR], c.hbytes)
+    rec_add(t, &t.rec[R_TOTAL], c.tbytes)
     t.codes[code + 1] += 1
     if c.overloaded and code > 0:
         t.over[code + 1] += 1
@@ -439,7 +440,7 @@ cdef void record_call(TState* t, Conn* c, int64_t now, int code, int kind) noexc
             else:
                 slot = NSLOTS
         s.codes[slot] += 1
-        s.lat[tl_index((lat + 500) // 1000)] += 1
+        s.lat[tl_index(lat // 1000)] += 1
     if t.logfd >= 0:
         log_call(t, c, now, code, ok)
     c.done += 1
@@ -630,6 +631,19 @@ cdef int contains_ci(const char* p, size_t n, const char* word, size_t wn) noexc
     return 0
 
 
+cdef int last_token_is(const char* p, size_t n, const char* word, size_t wn) noexcept nogil:
+    """Whether the last comma-separated token of p[0:n] is ``word`` (case-insensitive)."""
+    cdef size_t s = n
+    cdef size_t e = n
+    while s > 0 and p[s - 1] != 44:
+        s -= 1
+    while s < e and (p[s] == 32 or p[s] == 9):
+        s += 1
+    while e > s and (p[e - 1] == 32 or p[e - 1] == 9):
+        e -= 1
+    return e - s == wn and strncasecmp(p + s, word, wn) == 0
+
+
 cdef int64_t find_head_end(const char* p, size_t n, size_t start) noexcept nogil:
     """Index just past the blank line ending a header block, or -1."""
     cdef const char* q
@@ -665,6 +679,7 @@ cdef int parse_head(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
     c.hkeep = 0
     c.chunked = 0
     c.have_cl = 0
+    c.have_te = 0
     c.overloaded = 0
     # status line
     q = <const char*>memchr(p, 10, n)
@@ -700,12 +715,12 @@ cdef int parse_head(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
         if ln == 0:
             break
         if line[0] == 32 or line[0] == 9:
-            continue  # obsolete line folding: ignore
+            return -1  # obsolete line folding (or a name with leading space)
         q = <const char*>memchr(line, 58, ln)
         if q == NULL:
             return -1
         colon = <size_t>(q - line)
-        if colon == 0:
+        if colon == 0 or line[colon - 1] == 32 or line[colon - 1] == 9:
             return -1
         vs = colon + 1
         while vs < ln and (line[vs] == 32 or line[vs] == 9):
@@ -722,11 +737,14 @@ cdef int parse_head(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
                     return -1
                 v = v * 10 + (line[vs] - 48)
                 vs += 1
+            if c.have_cl and c.clen != v:
+                return -1  # conflicting Content-Length values
             c.clen = v
             c.have_cl = 1
         elif colon == 17 and strncasecmp(line, b"transfer-encoding", 17) == 0:
-            if contains_ci(line + vs, ve - vs, b"chunked", 7):
-                c.chunked = 1
+            # the last coding decides: chunked, or anything else (the body ends at close)
+            c.have_te = 1
+            c.chunked = last_token_is(line + vs, ve - vs, b"chunked", 7)
         elif colon == 10 and strncasecmp(line, b"connection", 10) == 0:
             if contains_ci(line + vs, ve - vs, b"close", 5):
                 c.hclose = 1
@@ -759,7 +777,7 @@ cdef int after_head(TState* t, Conn* c) noexcept nogil:
         c.ch_digits = 0
         c.remaining = 0
         return R_MORE
-    if c.have_cl:
+    if c.have_cl and not c.have_te:
         if c.clen == 0:
             return R_DONE
         c.remaining = c.clen
@@ -788,7 +806,7 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
                 if e >= 0:
                     if parse_head(t, c, p, <size_t>e) < 0:
                         return R_BAD
-                    c.hbytes += e
+                    c.hbytes += e  # interim (1xx) heads count too
                     p += e
                     n -= <size_t>e
                     r = after_head(t, c)
@@ -820,7 +838,7 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
                 return R_MORE
             if e > HDR_MAX or parse_head(t, c, c.hbuf, <size_t>e) < 0:
                 return R_BAD
-            c.hbytes += e
+            c.hbytes += e  # interim (1xx) heads count too
             p += <size_t>e - old
             n -= <size_t>e - old
             c.hlen = 0
@@ -976,20 +994,23 @@ cdef void schedule_next(TState* t, Conn* c, int ci, int64_t now) noexcept nogil:
     cdef double wait
     cdef int64_t k2
     cdef int64_t target
+    cdef bint last_stretched
     if lg_load(&t.sh.stop) or (c.calls >= 0 and c.k >= c.calls):
         c.state = S_DONE
         return
+    # fortio lets the last call of a stretched schedule through (it lands on the end)
+    last_stretched = t.stretch and c.k == c.calls - 1
+    if c.end_ns and now >= c.end_ns and not last_stretched:
+        c.state = S_DONE
+        return
     if not t.qps_mode:
-        if c.end_ns and now >= c.end_ns:
-            c.state = S_DONE
-            return
         c.k += 1
         c.intended = now
         start_call(t, c, ci, now)
         return
     rel = <double>(now - t.start_ns - c.offset_ns)
     slot = slot_ns(t, c, c.k)
-    if not t.catchup and slot < rel:
+    if not t.catchup and c.k > 0 and slot < rel:  # slot 0 is the run's start: never skipped
         eff = t.period_ns * (1.0 + 1.0 / <double>(c.calls - 1)) if (t.stretch and c.calls > 1) else t.period_ns
         k2 = <int64_t>ceil(rel / eff) - 1
         if k2 < c.k:
@@ -1004,11 +1025,14 @@ cdef void schedule_next(TState* t, Conn* c, int ci, int64_t now) noexcept nogil:
         t.skipped += k2 - c.k
         c.k = k2
         slot = slot_ns(t, c, k2)
+        last_stretched = t.stretch and c.k == c.calls - 1
     wait = slot - rel
+    if c.k == 0 and wait < 0:
+        wait = 0  # slot 0 is never late (thread start-up takes a few µs)
     if t.jitter and wait > 0:
         wait = wait * (0.9 + 0.2 * rng_unit(t))
     target = now + <int64_t>wait
-    if c.end_ns and (target if target > now else now) >= c.end_ns:
+    if c.end_ns and target >= c.end_ns and not last_stretched:
         c.state = S_DONE
         return
     stat_add(&t.sleep, <int64_t>wait)
@@ -1092,7 +1116,7 @@ cdef void run_thread(TState* t) noexcept nogil:
                 if c.state == S_IDLE:
                     schedule_next(t, c, t.ready[i], now)
         # due slots
-        while t.heap_n > 0 and t.heap_t[0] <= now + 20000:
+        while t.heap_n > 0 and t.heap_t[0] <= now:
             i = heap_pop(t)
             start_call(t, &t.conns[i], i, now)
         if now >= next_scan:
@@ -1152,13 +1176,13 @@ cdef class _Handle:
     cdef int logfd
     cdef bint interrupted
 
-    def __cinit__(self) -> None:
+    def __cinit__(self):
         self.sh = NULL
         self.ts = NULL
         self.nthreads = 0
         self.logfd = -1
 
-    def __dealloc__(self) -> None:
+    def __dealloc__(self):
         cdef int i
         cdef int j
         cdef TState* t
@@ -1188,7 +1212,7 @@ cdef class _Handle:
             close(self.logfd)
 
     # --- EngineHandle --------------------------------------------------------------------
-    def stop(self) -> None:
+    def stop(self):
         """Start no new requests; in-flight ones get up to the timeout."""
         if self._alive():
             self.interrupted = True
@@ -1197,7 +1221,7 @@ cdef class _Handle:
         lg_store(&self.sh.user_stop, 1)
         lg_store(&self.sh.stop, 1)
 
-    def abort(self) -> None:
+    def abort(self):
         """End now; in-flight requests are abandoned."""
         if self._alive():
             self.interrupted = True
@@ -1206,7 +1230,7 @@ cdef class _Handle:
         lg_store(&self.sh.stop, 1)
         lg_store(&self.sh.abort, 1)
 
-    def progress(self) -> Progress:
+    def progress(self):
         cdef int64_t done = 0
         cdef int64_t errs = 0
         cdef int i
@@ -1215,7 +1239,7 @@ cdef class _Handle:
             errs += self.ts[i].n_err
         return Progress(done=done, errors=errs, elapsed_s=(lg_mono_ns() - self.start_ns) / 1e9)
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout=None):
         deadline = None if timeout is None else time.monotonic() + timeout
         for th in self.threads:
             while th.is_alive():
@@ -1228,7 +1252,7 @@ cdef class _Handle:
                 th.join(slice_s)
         return True
 
-    def result(self) -> EngineResult:
+    def result(self):
         if self._alive():
             raise RunError("the C engine is still running; call wait() first")
         with self._lock:
@@ -1237,15 +1261,18 @@ cdef class _Handle:
         return self._result
 
     # --- internals -----------------------------------------------------------------------
-    def _alive(self) -> bool:
-        return any(th.is_alive() for th in self.threads)
+    def _alive(self):
+        for th in self.threads:
+            if th.is_alive():
+                return True
+        return False
 
-    def _run(self, int i) -> None:
+    def _run(self, int i):
         cdef TState* t = self.ts[i]
         with nogil:
             run_thread(t)
 
-    def _build(self) -> EngineResult:
+    def _build(self):
         cdef int i
         cdef int j
         cdef int r
@@ -1257,6 +1284,8 @@ cdef class _Handle:
         cdef Stat* s
         cdef int64_t last = 0
         cdef int64_t maxsec = 0
+        cdef int64_t end_ns
+        cdef Sec* sp
         for i in range(self.nthreads):
             t = self.ts[i]
             if t.fail_where != NULL:
@@ -1292,12 +1321,12 @@ cdef class _Handle:
                     st.vsum += s.vsum
                     st.vsumsq += s.vsumsq
                 if st.count:
-                    recs[r].fill_counts(<char[:clen * 8]><char*>merged, st.count, st.vmin, st.vmax,
+                    recs[r].fill_counts((<char*>merged)[:clen * 8], st.count, st.vmin, st.vmax,
                                         st.vsum, st.vsumsq)
         finally:
             free(merged)
-        codes: dict[int, int] = {}
-        over: dict[int, int] = {}
+        codes = {}
+        over = {}
         errors = {kind: 0 for kind in ERROR_KINDS}
         first_sleep = True
         for i in range(self.nthreads):
@@ -1364,7 +1393,7 @@ cdef class _Handle:
             sec.latency = lat
             timeline.append(sec)
         res.timeline = timeline
-        cdef int64_t end_ns = last if last else self.start_ns
+        end_ns = last if last else self.start_ns
         if self.interrupted:
             if self.sh.stop_ns > end_ns:
                 end_ns = self.sh.stop_ns
@@ -1381,10 +1410,7 @@ cdef class _Handle:
         return res
 
 
-cdef Sec* sp  # module-level scratch pointer used by _build (Cython needs cdef at function top)
-
-
-def start(cfg: object) -> _Handle:
+def start(cfg):
     """Start a run of ``cfg`` (an :class:`loadgen.engine_api.EngineConfig`) on the C engine."""
     cdef _Handle h = _Handle()
     cdef int nconn = int(cfg.connections)
@@ -1393,7 +1419,6 @@ def start(cfg: object) -> _Handle:
     cdef int j
     cdef int r
     cdef int64_t now
-    cdef int64_t end_rel
     cdef TState* t
     cdef Conn* c
     cdef sockaddr_storage addr
@@ -1406,8 +1431,8 @@ def start(cfg: object) -> _Handle:
         nthr = 1
     if nthr > nconn:
         nthr = nconn
-    calls = tuple(cfg.calls) if cfg.calls else tuple(-1 for _ in range(nconn))
-    offsets = tuple(cfg.offsets) if cfg.offsets else tuple(0.0 for _ in range(nconn))
+    calls = tuple(cfg.calls) if cfg.calls else (-1,) * nconn
+    offsets = tuple(cfg.offsets) if cfg.offsets else (0.0,) * nconn
     if len(calls) != nconn or len(offsets) != nconn:
         raise UsageError(f"calls/offsets must have one entry per connection ({nconn})")
     if not isinstance(cfg.request, (bytes, bytearray)) or not cfg.request:
@@ -1437,11 +1462,11 @@ def start(cfg: object) -> _Handle:
     h.nthreads = nthr
     if cfg.access_log_path:
         try:
-            h.logfd = os.open(cfg.access_log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            h.logfd = os.open(cfg.access_log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
                               0o644)
         except OSError as exc:
             raise RunError(f"cannot open the access log {cfg.access_log_path!r}: {exc.strerror}") from exc
-    seed = <uint64_t>int(cfg.seed) if cfg.seed else <uint64_t>(time.time_ns() & 0xFFFFFFFFFFFFFFFF)
+    seed = <uint64_t>((int(cfg.seed) if cfg.seed else time.time_ns()) & 0xFFFFFFFFFFFFFFFF)
     timeout_ns = int(cfg.timeout_s * 1e9)
     for i in range(nthr):
         t = <TState*>calloc(1, sizeof(TState))
@@ -1510,11 +1535,7 @@ def start(cfg: object) -> _Handle:
         for j in range(t.nconns):
             c = &t.conns[j]
             if cfg.end_s > 0:
-                end_rel = int(cfg.end_s * 1e9)
-                # the last stretched slot lands exactly on end_s (after the connection's offset)
-                if t.qps_mode and c.calls >= 0:
-                    end_rel += c.offset_ns + 1_000_000
-                c.end_ns = now + end_rel
+                c.end_ns = now + int(cfg.end_s * 1e9)
     h.threads = [threading.Thread(target=h._run, args=(i,), name=f"loadgen-c-{i}", daemon=True)
                  for i in range(nthr)]
     for th in h.threads:

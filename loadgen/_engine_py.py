@@ -77,7 +77,7 @@ class _Wire:
         self.reader = reader
         self.buf = bytearray()
         self.nread = 0  # bytes received for the current response (including bytes not consumed yet)
-        self.head_size = 0  # header block of the final response, once parsed
+        self.head_size = 0  # header blocks parsed so far (interim 1xx and final)
 
     async def fill(self) -> bool:
         """Read more bytes; False at EOF. Socket errors become :class:`CallError`."""
@@ -133,8 +133,8 @@ class Response:
     """What the engine needs from one response."""
 
     code: int
-    head_size: int  # status line + headers of the final response, including CRLF CRLF
-    total_size: int  # every byte of the response on the wire, 1xx interim responses included
+    head_size: int  # status lines + headers (1xx interim heads included), each with CRLF CRLF
+    total_size: int  # every byte of the response on the wire
     overloaded: bool
     close: bool  # the connection cannot be reused
 
@@ -181,10 +181,10 @@ async def read_response(wire: _Wire, head_request: bool) -> Response:
     while True:
         block = await wire.take_until(b"\r\n\r\n", MAX_HEAD)
         code, http10, headers = _parse_head(block, wire)
+        wire.head_size += len(block)  # interim heads count as header bytes too
         if 100 <= code < 200:
             continue  # interim response (100 Continue, 103 Early Hints...): the real one follows
         break
-    wire.head_size = len(block)
     conn_tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
     close = "close" in conn_tokens or (http10 and "keep-alive" not in conn_tokens)
     te = headers.get("transfer-encoding", "")

@@ -34,3 +34,7 @@ class RunError(LoadgenError):
     """The run started but failed (exit 1); whatever was measured is still reported."""
 
     exit_code = 1
+
+
+class EnvoyAdminError(RunError):
+    """The Envoy admin endpoint could not be read (refused, timed out, bad status, bad body)."""

@@ -156,7 +156,7 @@ def go_duration(ns: int) -> str:
 
 
 def seconds_to_ns(s: float) -> int:
-    return int(round(s * 1e9))
+    return round(s * 1e9)
 
 
 _DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
@@ -165,7 +165,7 @@ _DUR_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 
 
 
 def parse_go_duration(s: str) -> float:
-    """Seconds of a Go duration string (``5s``, ``1m0s``, ``1.5ms``, ``-2s``, ``0``; ``d`` as fortio allows)."""
+    """Seconds of a Go duration string (``5s``, ``1m0s``, ``1.5ms``, ``-2s``, ``0``; also ``d``)."""
     text = s.strip()
     if text in ("0", "-0", "+0"):
         return 0.0
@@ -238,7 +238,8 @@ class Counter:
         return counter_line(msg, self.count, self.avg, self.stddev, self.min, self.max, self.sum)
 
 
-def counter_line(msg: str, count: int, avg: float, stddev: float, vmin: float, vmax: float, vsum: float) -> str:
+def counter_line(msg: str, count: int, avg: float, stddev: float, vmin: float, vmax: float,
+                 vsum: float) -> str:
     return (f"{msg} : count {count} avg {avg:.8g} +/- {stddev:.4g} min {go_g(vmin)} max {go_g(vmax)} "
             f"sum {vsum:.9g}")
 
@@ -323,9 +324,10 @@ class HistogramData:
             data = [Bucket(float(b["Start"]), float(b["End"]), float(b["Percent"]), int(b["Count"]))
                     for b in (d.get("Data") or [])]
             pct = [(float(p["Percentile"]), float(p["Value"])) for p in (d.get("Percentiles") or [])]
-            return cls(count=int(d.get("Count", 0)), min=float(d.get("Min", 0.0)), max=float(d.get("Max", 0.0)),
-                       sum=float(d.get("Sum", 0.0)), avg=float(d.get("Avg", 0.0)),
-                       stddev=float(d.get("StdDev", 0.0)), data=data, percentiles=pct)
+            return cls(count=int(d.get("Count", 0)), min=float(d.get("Min", 0.0)),
+                       max=float(d.get("Max", 0.0)), sum=float(d.get("Sum", 0.0)),
+                       avg=float(d.get("Avg", 0.0)), stddev=float(d.get("StdDev", 0.0)),
+                       data=data, percentiles=pct)
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"not a fortio histogram: {exc}") from exc
 
@@ -360,7 +362,7 @@ class Histogram:
         if src.counter.count == 0:
             return
         if src.divider == self.divider and src.offset == self.offset:
-            self.hdata = [a + b for a, b in zip(self.hdata, src.hdata)]
+            self.hdata = [a + b for a, b in zip(self.hdata, src.hdata, strict=True)]
         else:
             for b in src.export().data:
                 self.record_bucket((b.start + b.end) / 2.0, b.count)
@@ -447,11 +449,11 @@ def from_histogram_data(d: dict[str, Any] | HistogramData | None, *, scale: floa
         for i in range(k):
             v = b.start + (i + 0.5) / k * (b.end - b.start)
             n = per + (1 if i < rem else 0)
-            hv = max(0, int(round(v * scale / hdr_divisor)))
+            hv = max(0, round(v * scale / hdr_divisor))
             rec.hdr.record_value(min(hv, 3_600_000_000), n)
     rec.count = hd.count
-    rec.min = max(0, int(round(hd.min * scale)))
-    rec.max = max(0, int(round(hd.max * scale)))
+    rec.min = max(0, round(hd.min * scale))
+    rec.max = max(0, round(hd.max * scale))
     rec.sum = hd.sum * scale
     rec.sumsq = hd.count * (hd.stddev * hd.stddev + hd.avg * hd.avg) * scale * scale
     return rec

@@ -88,7 +88,7 @@ class Recorder:
         if src.nbytes != ctypes.sizeof(other.counts):
             raise ValueError(f"counts array has {src.nbytes} bytes, expected {ctypes.sizeof(other.counts)}")
         ctypes.memmove(ctypes.addressof(other.counts), bytes(src), src.nbytes)
-        view = memoryview(other.counts).cast("B").cast("Q")  # type: ignore[arg-type]
+        view = memoryview(other.counts).cast("B").cast("Q")
         lo, hi, total = -1, -1, 0
         for i, c in enumerate(view):
             if c:

@@ -434,14 +434,14 @@ def _parse_head(head: bytes, req: _Req) -> None:
         raise _BadRequest(400, "unsupported HTTP version")
     if not method.isalpha() and _TOKEN_RE.fullmatch(method) is None:
         raise _BadRequest(400, "malformed method")
-    if not target or target[0] not in b"/*h":
+    if target[:1] != b"/" and target != b"*" and not target.startswith((b"http://", b"https://")):
         raise _BadRequest(400, "malformed request target")
     req.method, req.target, req.version, req.head = method, target, version, head
     cl = -1
     te: bytes | None = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1] in b" \t" or name[0] in b" \t":
+        if not sep or _TOKEN_RE.fullmatch(name) is None:
             raise _BadRequest(400, "malformed header line")
         lname = name.lower()
         if lname == b"content-length":
@@ -840,7 +840,7 @@ class _EchoProtocol(asyncio.Protocol):
                 headers.setdefault(canon, []).append(value.strip())
         up = time.monotonic() - sh.started
         text = [
-            f"loadgen echo debug server up for {up:.1f}s on {socket.gethostname()}"
+            f"loadgen echo debug server (pid {os.getpid()}) up for {up:.1f}s on {socket.gethostname()}"
             f" - request from {self._remote}",
             "",
             f"{req.method.decode('latin-1')} {req.target.decode('latin-1')} {req.version.decode('latin-1')}",
@@ -1007,7 +1007,12 @@ class EchoServer:
         return self
 
     def _start_thread(self, timeout: float) -> None:
-        sock = _make_socket(self.host, self._want_port, False)
+        try:
+            sock = _make_socket(self.host, self._want_port, False)
+        except OSError as exc:
+            raise RunError(
+                f"serve: cannot listen on {_url_for(self.host, self._want_port)}: {exc.strerror}"
+            ) from exc
         self.port = sock.getsockname()[1]
         started = threading.Event()
         loop = asyncio.new_event_loop()
@@ -1173,7 +1178,10 @@ def serve_main(argv: Sequence[str]) -> int:
     cleanly with 0.
     """
     try:
-        ns = _build_parser().parse_args(list(argv))
+        try:
+            ns = _build_parser().parse_args(list(argv))
+        except SystemExit as exc:  # -h/--help
+            return int(exc.code or 0)
         host = check_loopback(ns.bind)
         cfg = _config_from_args(ns)
         if cfg.access_log:

@@ -22,16 +22,20 @@ Envoy it started is stopped at teardown). Import them into a conftest with
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +61,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def render(template: str, **values: object) -> str:
+    """Replace each ``${NAME}`` in ``template`` by ``values[NAME]`` (plain text replace: Envoy YAML has
+    regexes with ``$`` in it, so no string.Template); a placeholder left over is an error."""
+    out = template
+    for k, v in values.items():
+        out = out.replace("${" + k + "}", str(v))
+    left = re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", out)
+    if left:
+        raise KeyError(f"template placeholders without a value: {sorted(set(left))}")
+    return out
 
 
 def _stop_pid(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
@@ -179,9 +195,8 @@ class EnvoyProcess:
                         self.admin_url = "http://" + a
             if self.admin_url and self._get("/ready", 0.5) == "LIVE":
                 self.startup_ms = (time.monotonic() - t0) * 1000.0
-                with contextlib.suppress(OSError, ValueError):
-                    with open(base_path) as fh:
-                        self.base_id = int(fh.read().strip())
+                with contextlib.suppress(OSError, ValueError), open(base_path) as fh:
+                    self.base_id = int(fh.read().strip())
                 self.listeners = self._listener_ports()
                 return self
             time.sleep(0.01)
@@ -221,6 +236,70 @@ class EnvoyProcess:
     def stop(self) -> None:
         if self.proc is not None:
             _stop_pid(self.proc)
+
+
+@dataclass
+class Drive:
+    """What :func:`drive` saw: status counts, and how many of each status had ``x-envoy-overloaded``."""
+
+    codes: dict[int, int] = field(default_factory=dict)
+    overloaded: dict[int, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def drive(url: str, n: int, c: int, headers: dict[str, str] | None = None, timeout: float = 10.0,
+          max_seconds: float = 30.0) -> Drive:
+    """A small stdlib client: ``n`` GETs of ``url`` (127.0.0.1 only) from ``c`` threads, each on its own
+    keep-alive connection (reopened after ``Connection: close`` or an error); bounded by ``max_seconds``."""
+    u = urllib.parse.urlsplit(url)
+    if u.hostname != "127.0.0.1":
+        raise ValueError(f"drive() is loopback only, got {url!r}")
+    path = (u.path or "/") + (("?" + u.query) if u.query else "")
+    lock = threading.Lock()
+    left = [n]
+    res = Drive()
+    deadline = time.monotonic() + max_seconds
+
+    def worker() -> None:
+        conn: http.client.HTTPConnection | None = None
+        while True:
+            with lock:
+                if left[0] <= 0 or time.monotonic() > deadline:
+                    break
+                left[0] -= 1
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", u.port, timeout=timeout)
+            try:
+                conn.request("GET", path, headers=headers or {})
+                r = conn.getresponse()
+                r.read()
+                ov = r.getheader("x-envoy-overloaded") is not None
+                with lock:
+                    res.codes[r.status] = res.codes.get(r.status, 0) + 1
+                    if ov:
+                        res.overloaded[r.status] = res.overloaded.get(r.status, 0) + 1
+                if (r.getheader("connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with lock:
+                    res.codes[-1] = res.codes.get(-1, 0) + 1
+                    res.errors.append(repr(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    res.wall_s = time.monotonic() - t0
+    return res
 
 
 @pytest.fixture(scope="module")

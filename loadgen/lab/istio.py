@@ -1,0 +1,1155 @@
+"""Istio ``DestinationRule`` / ``VirtualService`` YAML → a validated :class:`~loadgen.lab.model.LabSpec`.
+
+What it is: a strict reader of multi-document YAML (``networking.istio.io`` v1, v1beta1, v1alpha3)
+that keeps what the lab can reproduce on one Envoy, with Istio's semantics, and reports the rest:
+
+* Errors (:class:`~loadgen.errors.UsageError`) name the file, the 1-based document, its kind and
+  name, and the field path: ``lab.yaml: document 2 (VirtualService reviews): http[0].route[1]
+  .destination.subset: subset 'v3' is not defined in DestinationRule reviews (defined: v1, v2)``.
+  Invalid YAML gives the line; unknown fields and unknown ``apiVersion`` groups are errors.
+* Warnings (``LabSpec.warnings``) name what is ignored: mesh-only fields (``tls``, ``exportTo``,
+  ``sourceLabels``…), Istio kinds the lab does not model (``Gateway``, ``ServiceEntry``…),
+  Kubernetes objects (``Deployment``, ``Service``), the legacy ``consecutiveErrors`` (ignored since
+  Istio 1.7, as Istio does), and a later document replacing an earlier one of the same kind,
+  namespace and name (as ``kubectl apply`` would).
+
+Services are the hosts of DestinationRules, VirtualServices, route and mirror destinations, and the
+optional topology (a ``-topology`` file, or a ``lab.loadgen.io/v1alpha1 Topology`` document:
+``services: [{name, namespace, port, versions: [v1, v2], replicas}]``). Short names resolve in the
+resource's namespace, ``NAME.NS.svc.cluster.local`` is taken as is; like Istio, names with a dot are
+not expanded, so ``reviews.default`` is an error here rather than a silent non-match. Ports come
+from ``destination.port.number``, else the topology, else 8000; one port per service.
+
+What it is not: no Envoy config (that is :mod:`loadgen.lab.render`), no processes, no I/O except
+reading the given files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from loadgen.errors import UsageError
+from loadgen.lab.model import (
+    DEFAULT_PORT,
+    ConnectionPool,
+    Destination,
+    DestinationRule,
+    Fault,
+    FaultAbort,
+    FaultDelay,
+    Fraction,
+    HeaderMatch,
+    HttpRoute,
+    LabSpec,
+    Mirror,
+    OutlierDetection,
+    PortTrafficPolicy,
+    Retries,
+    RouteMatch,
+    Service,
+    StringMatch,
+    Subset,
+    TrafficPolicy,
+    VirtualService,
+    fqdn,
+)
+
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+LAB_API = "lab.loadgen.io/v1alpha1"
+_SKIPPED_ISTIO_KINDS = {
+    "Gateway",
+    "ServiceEntry",
+    "Sidecar",
+    "EnvoyFilter",
+    "WorkloadEntry",
+    "WorkloadGroup",
+    "ProxyConfig",
+}
+_OTHER_ISTIO_GROUPS = {"security.istio.io", "telemetry.istio.io", "extensions.istio.io"}
+_KUBERNETES_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "networking.k8s.io",
+    "policy",
+    "autoscaling",
+    "gateway.networking.k8s.io",
+}
+_LB_POLICIES = {
+    "LEAST_REQUEST": "LEAST_REQUEST",
+    "LEAST_CONN": "LEAST_REQUEST",
+    "ROUND_ROBIN": "ROUND_ROBIN",
+    "RANDOM": "RANDOM",
+    "UNSPECIFIED": None,
+}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_MS = 1_000_000
+_MAX_U32 = 2**32 - 1
+
+
+# --------------------------------------------------------------------------- context and helpers
+
+
+@dataclass
+class _Ctx:
+    """Where we are: file, document, kind/name; collects warnings for the whole load."""
+
+    source: str
+    warnings: list[str]
+    document: int = 0
+    kind: str = ""
+    name: str = ""
+    namespace: str = "default"
+
+    def where(self) -> str:
+        if not self.document:
+            return self.source
+        what = (
+            f" ({self.kind} {self.name})"
+            if self.kind and self.name
+            else f" ({self.kind})"
+            if self.kind
+            else ""
+        )
+        return f"{self.source}: document {self.document}{what}"
+
+    def error(self, path: str, msg: str) -> UsageError:
+        return UsageError(f"{self.where()}: {path}: {msg}" if path else f"{self.where()}: {msg}")
+
+    def warn(self, path: str, msg: str) -> None:
+        self.warnings.append(f"{self.where()}: {path}: {msg}" if path else f"{self.where()}: {msg}")
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _typename(v: object) -> str:
+    if v is None:
+        return "nothing"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return f"a number ({v})"
+    if isinstance(v, str):
+        return f"a string ({v!r})"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    return type(v).__name__
+
+
+def _mapping(ctx: _Ctx, v: object, path: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ctx.error(path, f"expected a mapping, got {_typename(v)}")
+    for k in v:
+        if not isinstance(k, str):
+            raise ctx.error(path, f"keys must be strings, got {_typename(k)}")
+    return v
+
+
+def _list(ctx: _Ctx, v: object, path: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise ctx.error(path, f"expected a list, got {_typename(v)}")
+    return v
+
+
+def _str(ctx: _Ctx, v: object, path: str, *, required: bool = True) -> str:
+    if v is None and not required:
+        return ""
+    if not isinstance(v, str) or (required and not v):
+        raise ctx.error(
+            path, "required" if v is None or v == "" else f"expected a string, got {_typename(v)}"
+        )
+    return v
+
+
+def _int(ctx: _Ctx, v: object, path: str, lo: int = 0, hi: int = 2**31 - 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ctx.error(path, f"expected an integer, got {_typename(v)}")
+    if not lo <= v <= hi:
+        raise ctx.error(path, f"{v} is out of range ({lo}..{hi})")
+    return v
+
+
+def _bool(ctx: _Ctx, v: object, path: str) -> bool:
+    if not isinstance(v, bool):
+        raise ctx.error(path, f"expected true or false, got {_typename(v)}")
+    return v
+
+
+def parse_duration(text: str) -> int:
+    """An Istio/Go duration (``1s``, ``500ms``, ``1.5s``, ``1m``, ``1h30m``) → nanoseconds.
+
+    Raises ``ValueError`` with a reason for negative or malformed values.
+    """
+    s = text.strip()
+    if s.startswith("-"):
+        raise ValueError(f"negative duration {text!r}")
+    if s.startswith("+"):
+        s = s[1:]
+    if s == "0":
+        return 0
+    pos, total = 0, 0
+    while pos < len(s):
+        m = _DURATION_RE.match(s, pos)
+        if not m:
+            raise ValueError(f"malformed duration {text!r} (use e.g. '1s', '500ms', '1.5s', '1m', '1h')")
+        num, unit = m.group(1), m.group(2)
+        whole, _, frac = num.partition(".")
+        scale = _UNIT_NS[unit]
+        total += int(whole or "0") * scale
+        if frac:
+            total += int(frac) * scale // 10 ** len(frac)
+        pos = m.end()
+    if not s:
+        raise ValueError("empty duration")
+    return total
+
+
+def _duration(ctx: _Ctx, v: object, path: str, min_ns: int = 0) -> int:
+    if not isinstance(v, str):
+        raise ctx.error(path, f"expected a duration string like '1s' or '500ms', got {_typename(v)}")
+    try:
+        ns = parse_duration(v)
+    except ValueError as exc:
+        raise ctx.error(path, str(exc)) from None
+    if ns < min_ns:
+        raise ctx.error(path, f"{v!r} is too short (must be at least {min_ns // _MS}ms)")
+    return ns
+
+
+def _percent(ctx: _Ctx, v: object, path: str) -> Fraction:
+    """Istio ``Percent{value: double}`` → ``FractionalPercent{value*10000, MILLION}``."""
+    m = _mapping(ctx, v, path)
+    _fields(ctx, m, path, {"value"})
+    val = m.get("value", 0)
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or math.isnan(val):
+        raise ctx.error(_join(path, "value"), f"expected a number, got {_typename(val)}")
+    if not 0 <= val <= 100:
+        raise ctx.error(_join(path, "value"), f"percentage {val} is out of range (0..100)")
+    return Fraction(int(val * 10_000), "MILLION")
+
+
+def _fields(
+    ctx: _Ctx,
+    m: Mapping[str, Any],
+    path: str,
+    handled: Iterable[str],
+    ignored: Mapping[str, str] | None = None,
+) -> None:
+    """Error on unknown keys (with a suggestion), warn on known-but-ignored ones."""
+    handled = set(handled)
+    ignored = ignored or {}
+    for k in m:
+        if k in handled:
+            continue
+        if k in ignored:
+            ctx.warn(_join(path, k), f"ignored ({ignored[k]})")
+            continue
+        close = difflib.get_close_matches(k, [*handled, *ignored], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ctx.error(_join(path, k), f"unknown field{hint}")
+
+
+def _resolve_host(ctx: _Ctx, v: object, path: str) -> str:
+    if v is None or v == "":
+        raise ctx.error(path, "missing host")
+    host = _str(ctx, v, path).strip().lower()
+    if host == "*" or host.startswith("*."):
+        raise ctx.error(path, f"wildcard host {host!r} is not supported by the lab (name a service)")
+    parts = host.split(".")
+    if len(parts) == 1:
+        short, ns = host, ctx.namespace
+    elif len(parts) == 5 and parts[2:] == ["svc", "cluster", "local"]:
+        short, ns = parts[0], parts[1]
+    else:
+        raise ctx.error(
+            path,
+            f"host {host!r} is neither a short name nor NAME.NAMESPACE.svc.cluster.local "
+            "(Istio does not expand names that contain a dot)",
+        )
+    for label in (short, ns):
+        if not _LABEL_RE.match(label):
+            raise ctx.error(path, f"host {host!r}: {label!r} is not a valid DNS label")
+    return fqdn(short, ns)
+
+
+# --------------------------------------------------------------------------- DestinationRule
+
+
+_TLS_WHY = "mesh-only: the lab's upstreams speak plain HTTP, no mTLS"
+
+
+def _connection_pool(ctx: _Ctx, v: object, path: str) -> ConnectionPool:
+    m = _mapping(ctx, v, path)
+    _fields(ctx, m, path, {"tcp", "http"})
+    kw: dict[str, Any] = {}
+    if m.get("tcp") is not None:
+        tp = _join(path, "tcp")
+        t = _mapping(ctx, m["tcp"], tp)
+        _fields(
+            ctx,
+            t,
+            tp,
+            {"maxConnections", "connectTimeout", "tcpKeepalive", "maxConnectionDuration", "idleTimeout"},
+        )
+        if "maxConnections" in t:
+            kw["max_connections"] = _int(ctx, t["maxConnections"], _join(tp, "maxConnections")) or None
+        if "connectTimeout" in t:
+            kw["connect_timeout_ns"] = _duration(ctx, t["connectTimeout"], _join(tp, "connectTimeout"), _MS)
+        if "maxConnectionDuration" in t:
+            kw["max_connection_duration_ns"] = _duration(
+                ctx, t["maxConnectionDuration"], _join(tp, "maxConnectionDuration"), _MS
+            )
+        if "idleTimeout" in t:
+            kw["tcp_idle_timeout_ns"] = _duration(ctx, t["idleTimeout"], _join(tp, "idleTimeout"))
+        if t.get("tcpKeepalive") is not None:
+            kp = _join(tp, "tcpKeepalive")
+            k = _mapping(ctx, t["tcpKeepalive"], kp)
+            _fields(ctx, k, kp, {"probes", "time", "interval"})
+            kw["tcp_keepalive"] = (
+                _int(ctx, k["probes"], _join(kp, "probes")) if "probes" in k else None,
+                _duration(ctx, k["time"], _join(kp, "time"), 10**9) if "time" in k else None,
+                _duration(ctx, k["interval"], _join(kp, "interval"), 10**9) if "interval" in k else None,
+            )
+    if m.get("http") is not None:
+        hp = _join(path, "http")
+        h = _mapping(ctx, m["http"], hp)
+        _fields(
+            ctx,
+            h,
+            hp,
+            {
+                "http1MaxPendingRequests",
+                "http2MaxRequests",
+                "maxRequestsPerConnection",
+                "maxRetries",
+                "idleTimeout",
+            },
+            {
+                "h2UpgradePolicy": "the lab's upstreams speak HTTP/1.1",
+                "useClientProtocol": "the lab's upstreams speak HTTP/1.1",
+                "maxConcurrentStreams": "HTTP/2 only; the lab's upstreams speak HTTP/1.1",
+                "http2KeepAlive": "HTTP/2 only; the lab's upstreams speak HTTP/1.1",
+            },
+        )
+        for key, attr in (
+            ("http1MaxPendingRequests", "http1_max_pending_requests"),
+            ("http2MaxRequests", "http2_max_requests"),
+            ("maxRequestsPerConnection", "max_requests_per_connection"),
+            ("maxRetries", "max_retries"),
+        ):
+            if key in h:
+                kw[attr] = _int(ctx, h[key], _join(hp, key)) or None
+        if "idleTimeout" in h:
+            kw["idle_timeout_ns"] = _duration(ctx, h["idleTimeout"], _join(hp, "idleTimeout"))
+    return ConnectionPool(**kw)
+
+
+def _outlier(ctx: _Ctx, v: object, path: str) -> OutlierDetection:
+    m = _mapping(ctx, v, path)
+    _fields(
+        ctx,
+        m,
+        path,
+        {
+            "consecutive5xxErrors",
+            "consecutiveGatewayErrors",
+            "consecutiveErrors",
+            "interval",
+            "baseEjectionTime",
+            "maxEjectionPercent",
+            "minHealthPercent",
+            "splitExternalLocalOriginErrors",
+            "consecutiveLocalOriginFailures",
+        },
+    )
+    kw: dict[str, Any] = {}
+    if "consecutiveErrors" in m:
+        _int(ctx, m["consecutiveErrors"], _join(path, "consecutiveErrors"))
+        extra = (
+            ""
+            if "consecutive5xxErrors" in m
+            else ("; with consecutive5xxErrors unset Envoy's default applies (eject after 5 consecutive 5xx)")
+        )
+        ctx.warn(
+            _join(path, "consecutiveErrors"),
+            f"ignored, as Istio >= 1.7 ignores it (deprecated); use consecutive5xxErrors{extra}",
+        )
+    for key, attr in (
+        ("consecutive5xxErrors", "consecutive_5xx_errors"),
+        ("consecutiveGatewayErrors", "consecutive_gateway_errors"),
+        ("consecutiveLocalOriginFailures", "consecutive_local_origin_failures"),
+    ):
+        if key in m:
+            kw[attr] = _int(ctx, m[key], _join(path, key), 0, _MAX_U32)
+    if "interval" in m:
+        kw["interval_ns"] = _duration(ctx, m["interval"], _join(path, "interval"), _MS)
+    if "baseEjectionTime" in m:
+        kw["base_ejection_time_ns"] = _duration(
+            ctx, m["baseEjectionTime"], _join(path, "baseEjectionTime"), _MS
+        )
+    if "maxEjectionPercent" in m:
+        kw["max_ejection_percent"] = _int(
+            ctx, m["maxEjectionPercent"], _join(path, "maxEjectionPercent"), 0, 100
+        )
+    if "minHealthPercent" in m:
+        kw["min_health_percent"] = _int(ctx, m["minHealthPercent"], _join(path, "minHealthPercent"), 0, 100)
+    if "splitExternalLocalOriginErrors" in m:
+        kw["split_external_local_origin_errors"] = _bool(
+            ctx, m["splitExternalLocalOriginErrors"], _join(path, "splitExternalLocalOriginErrors")
+        )
+    return OutlierDetection(**kw)
+
+
+def _load_balancer(ctx: _Ctx, v: object, path: str) -> str | None:
+    m = _mapping(ctx, v, path)
+    _fields(
+        ctx,
+        m,
+        path,
+        {"simple"},
+        {
+            "consistentHash": "not modelled by the lab",
+            "localityLbSetting": "the lab has one locality",
+            "warmupDurationSecs": "not modelled by the lab",
+            "warmup": "not modelled by the lab",
+        },
+    )
+    if "simple" not in m:
+        return None
+    simple = _str(ctx, m["simple"], _join(path, "simple"))
+    if simple == "PASSTHROUGH":
+        raise ctx.error(
+            _join(path, "simple"), "PASSTHROUGH (original destination) is not supported by the lab"
+        )
+    if simple not in _LB_POLICIES:
+        raise ctx.error(
+            _join(path, "simple"),
+            f"unknown load balancer {simple!r} (use LEAST_REQUEST, ROUND_ROBIN or RANDOM)",
+        )
+    return _LB_POLICIES[simple]
+
+
+def _policy_parts(ctx: _Ctx, m: dict[str, Any], path: str) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if m.get("connectionPool") is not None:
+        kw["connection_pool"] = _connection_pool(ctx, m["connectionPool"], _join(path, "connectionPool"))
+    if m.get("outlierDetection") is not None:
+        kw["outlier_detection"] = _outlier(ctx, m["outlierDetection"], _join(path, "outlierDetection"))
+    if m.get("loadBalancer") is not None:
+        kw["load_balancer"] = _load_balancer(ctx, m["loadBalancer"], _join(path, "loadBalancer"))
+    return kw
+
+
+def _traffic_policy(ctx: _Ctx, v: object, path: str) -> TrafficPolicy:
+    m = _mapping(ctx, v, path)
+    _fields(
+        ctx,
+        m,
+        path,
+        {"connectionPool", "outlierDetection", "loadBalancer", "portLevelSettings"},
+        {
+            "tls": _TLS_WHY,
+            "proxyProtocol": "mesh-only",
+            "tunnel": "mesh-only",
+            "retryBudget": "not modelled by the lab (max_retries applies)",
+        },
+    )
+    kw = _policy_parts(ctx, m, path)
+    levels: list[PortTrafficPolicy] = []
+    if m.get("portLevelSettings") is not None:
+        lp = _join(path, "portLevelSettings")
+        for i, item in enumerate(_list(ctx, m["portLevelSettings"], lp)):
+            ip = _join(lp, i)
+            pm = _mapping(ctx, item, ip)
+            _fields(
+                ctx, pm, ip, {"port", "connectionPool", "outlierDetection", "loadBalancer"}, {"tls": _TLS_WHY}
+            )
+            port_m = _mapping(ctx, pm.get("port"), _join(ip, "port"))
+            _fields(ctx, port_m, _join(ip, "port"), {"number"})
+            number = _int(ctx, port_m.get("number"), _join(ip, "port.number"), 1, 65535)
+            levels.append(PortTrafficPolicy(number, **_policy_parts(ctx, pm, ip)))
+    return TrafficPolicy(port_level=tuple(levels), **kw)
+
+
+def _destination_rule(ctx: _Ctx, spec: dict[str, Any]) -> DestinationRule:
+    _fields(
+        ctx,
+        spec,
+        "",
+        {"host", "trafficPolicy", "subsets"},
+        {"exportTo": "the lab has one namespace view", "workloadSelector": "the lab has one client"},
+    )
+    host = _resolve_host(ctx, spec.get("host"), "host")
+    policy = (
+        _traffic_policy(ctx, spec["trafficPolicy"], "trafficPolicy") if spec.get("trafficPolicy") else None
+    )
+    subsets: list[Subset] = []
+    if spec.get("subsets") is not None:
+        for i, item in enumerate(_list(ctx, spec["subsets"], "subsets")):
+            sp = _join("subsets", i)
+            sm = _mapping(ctx, item, sp)
+            _fields(ctx, sm, sp, {"name", "labels", "trafficPolicy"})
+            name = _str(ctx, sm.get("name"), _join(sp, "name"))
+            if any(s.name == name for s in subsets):
+                raise ctx.error(_join(sp, "name"), f"duplicate subset {name!r}")
+            labels_m = _mapping(ctx, sm.get("labels") or {}, _join(sp, "labels"))
+            labels = {k: _str(ctx, lv, _join(_join(sp, "labels"), k)) for k, lv in labels_m.items()}
+            sub_policy = (
+                _traffic_policy(ctx, sm["trafficPolicy"], _join(sp, "trafficPolicy"))
+                if sm.get("trafficPolicy")
+                else None
+            )
+            subsets.append(Subset(name, labels, sub_policy))
+    return DestinationRule(ctx.name, ctx.namespace, host, policy, tuple(subsets), ctx.source, ctx.document)
+
+
+# --------------------------------------------------------------------------- VirtualService
+
+
+@dataclass
+class _Ref:
+    """A destination to check once every document is read: its subset must exist, its port agree."""
+
+    ctx: _Ctx
+    path: str
+    host: str
+    subset: str
+    port: int  # 0 = not given
+
+
+def _string_match(ctx: _Ctx, v: object, path: str, *, allow_present: bool) -> StringMatch:
+    m = _mapping(ctx, v if v is not None else {}, path)
+    _fields(ctx, m, path, {"exact", "prefix", "regex"})
+    if len(m) > 1:
+        raise ctx.error(path, f"give one of exact, prefix or regex, not {' and '.join(m)}")
+    if not m:
+        if allow_present:
+            return StringMatch("present")
+        raise ctx.error(path, "give one of exact, prefix or regex")
+    kind, value = next(iter(m.items()))
+    value = _str(ctx, value, _join(path, kind), required=False)
+    if kind == "regex":
+        if allow_present and value in ("*", ""):
+            return StringMatch("present")  # Istio: regex "*" → present_match
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ctx.error(_join(path, kind), f"invalid regex {value!r}: {exc}") from None
+    return StringMatch(kind, value)
+
+
+def _match(ctx: _Ctx, v: object, path: str) -> RouteMatch:
+    m = _mapping(ctx, v, path)
+    _fields(
+        ctx,
+        m,
+        path,
+        {
+            "name",
+            "uri",
+            "scheme",
+            "method",
+            "authority",
+            "headers",
+            "withoutHeaders",
+            "queryParams",
+            "ignoreUriCase",
+            "statPrefix",
+        },
+        {
+            "port": "the lab has one listener per service",
+            "sourceLabels": "the lab's client has no labels; the condition is treated as matching",
+            "sourceNamespace": "the lab's client has no namespace; the condition is treated as matching",
+            "gateways": "the lab has no gateways; the condition is treated as matching",
+        },
+    )
+    uri = (
+        _string_match(ctx, m["uri"], _join(path, "uri"), allow_present=False)
+        if m.get("uri") is not None
+        else None
+    )
+    headers: list[HeaderMatch] = []
+    for key, hname in (("method", ":method"), ("authority", ":authority"), ("scheme", ":scheme")):
+        if m.get(key) is not None:
+            headers.append(
+                HeaderMatch(hname, _string_match(ctx, m[key], _join(path, key), allow_present=True))
+            )
+    for key, invert in (("headers", False), ("withoutHeaders", True)):
+        if m.get(key) is not None:
+            hp = _join(path, key)
+            for name, sm in _mapping(ctx, m[key], hp).items():
+                headers.append(
+                    HeaderMatch(
+                        name.lower(), _string_match(ctx, sm, _join(hp, name), allow_present=True), invert
+                    )
+                )
+    params: list[tuple[str, StringMatch]] = []
+    if m.get("queryParams") is not None:
+        qp = _join(path, "queryParams")
+        for name, sm in sorted(_mapping(ctx, m["queryParams"], qp).items()):
+            params.append((name, _string_match(ctx, sm, _join(qp, name), allow_present=True)))
+    ignore_case = (
+        _bool(ctx, m["ignoreUriCase"], _join(path, "ignoreUriCase")) if "ignoreUriCase" in m else False
+    )
+    stat_prefix = _str(ctx, m["statPrefix"], _join(path, "statPrefix")) if m.get("statPrefix") else ""
+    return RouteMatch(uri, tuple(headers), tuple(params), ignore_case, stat_prefix)
+
+
+def _destination(ctx: _Ctx, v: object, path: str, refs: list[_Ref]) -> Destination:
+    m = _mapping(ctx, v, path)
+    _fields(ctx, m, path, {"host", "subset", "port"})
+    host = _resolve_host(ctx, m.get("host"), _join(path, "host"))
+    subset = _str(ctx, m.get("subset"), _join(path, "subset"), required=False)
+    port = 0
+    if m.get("port") is not None:
+        pp = _join(path, "port")
+        pm = _mapping(ctx, m["port"], pp)
+        _fields(ctx, pm, pp, {"number"})
+        port = _int(ctx, pm.get("number"), _join(pp, "number"), 1, 65535)
+    refs.append(_Ref(ctx, _join(path, "subset") if subset else path, host, subset, port))
+    return Destination(host, subset, port)
+
+
+def _fault(ctx: _Ctx, v: object, path: str) -> Fault:
+    m = _mapping(ctx, v, path)
+    _fields(ctx, m, path, {"delay", "abort"})
+    delay = abort = None
+    if m.get("delay") is not None:
+        dp = _join(path, "delay")
+        d = _mapping(ctx, m["delay"], dp)
+        _fields(ctx, d, dp, {"fixedDelay", "percentage", "percent", "exponentialDelay"})
+        if "exponentialDelay" in d:
+            raise ctx.error(_join(dp, "exponentialDelay"), "not supported (Istio does not support it either)")
+        if "fixedDelay" not in d:
+            raise ctx.error(_join(dp, "fixedDelay"), "required")
+        fixed = _duration(ctx, d["fixedDelay"], _join(dp, "fixedDelay"), _MS)
+        if d.get("percentage") is not None:
+            pct = _percent(ctx, d["percentage"], _join(dp, "percentage"))
+        elif "percent" in d:  # deprecated integer percent → {n, HUNDRED}, as Istio renders it
+            pct = Fraction(_int(ctx, d["percent"], _join(dp, "percent"), 0, 100), "HUNDRED")
+        else:
+            pct = Fraction(0, "HUNDRED")
+            ctx.warn(
+                dp, "no percentage: as in Istio, no request is delayed (set percentage.value: 100 for all)"
+            )
+        delay = FaultDelay(fixed, pct)
+    if m.get("abort") is not None:
+        ap = _join(path, "abort")
+        a = _mapping(ctx, m["abort"], ap)
+        _fields(ctx, a, ap, {"httpStatus", "percentage", "percent", "grpcStatus", "http2Error"})
+        for k in ("grpcStatus", "http2Error"):
+            if k in a:
+                raise ctx.error(_join(ap, k), "not supported by the lab (use httpStatus)")
+        if "httpStatus" not in a:
+            raise ctx.error(_join(ap, "httpStatus"), "required")
+        status = _int(ctx, a["httpStatus"], _join(ap, "httpStatus"), 200, 599)
+        apct: Fraction | None
+        if a.get("percentage") is not None:
+            apct = _percent(ctx, a["percentage"], _join(ap, "percentage"))
+        elif "percent" in a:
+            apct = Fraction(_int(ctx, a["percent"], _join(ap, "percent"), 0, 100), "HUNDRED")
+            ctx.warn(
+                _join(ap, "percent"),
+                "removed from Istio's API (current Istio rejects it); read as "
+                "percentage.value, as Istio 1.0-1.1 did",
+            )
+        else:
+            apct = None
+            ctx.warn(
+                ap, "no percentage: as in Istio, no request is aborted (set percentage.value: 100 for all)"
+            )
+        abort = FaultAbort(status, apct)
+    if delay is None and abort is None:
+        raise ctx.error(path, "give delay or abort (or both)")
+    return Fault(delay, abort)
+
+
+def _retries(ctx: _Ctx, v: object, path: str) -> Retries:
+    m = _mapping(ctx, v, path)
+    _fields(
+        ctx,
+        m,
+        path,
+        {"attempts", "perTryTimeout", "retryOn", "retryIgnorePreviousHosts", "backoff"},
+        {"retryRemoteLocalities": "the lab has one locality"},
+    )
+    attempts = _int(ctx, m.get("attempts", 0), _join(path, "attempts"))
+    per_try = (
+        _duration(ctx, m["perTryTimeout"], _join(path, "perTryTimeout"), _MS)
+        if "perTryTimeout" in m
+        else None
+    )
+    retry_on = None
+    if m.get("retryOn"):
+        retry_on = _str(ctx, m["retryOn"], _join(path, "retryOn"))
+    if "retryIgnorePreviousHosts" in m:
+        _bool(ctx, m["retryIgnorePreviousHosts"], _join(path, "retryIgnorePreviousHosts"))
+    ignore_prev = m.get("retryIgnorePreviousHosts")
+    backoff = _duration(ctx, m["backoff"], _join(path, "backoff"), _MS) if "backoff" in m else None
+    return Retries(attempts, per_try, retry_on, ignore_prev, backoff)
+
+
+def _mirror_percent(ctx: _Ctx, r: dict[str, Any], path: str) -> Fraction | None:
+    """Istio's MirrorPercent: mirrorPercentage, else mirror_percent, else 100 %; explicit 0: no mirror."""
+    if r.get("mirrorPercentage") is not None:
+        f = _percent(ctx, r["mirrorPercentage"], _join(path, "mirrorPercentage"))
+        return f if f.numerator > 0 else None
+    for key in ("mirror_percent", "mirrorPercent"):
+        if r.get(key) is not None:
+            raw = r[key]
+            if isinstance(raw, dict):  # UInt32Value written as {value: n}
+                raw = raw.get("value", 0)
+            n = _int(ctx, raw, _join(path, key), 0, 100)
+            return Fraction(n, "HUNDRED") if n > 0 else None
+    return Fraction(100, "HUNDRED")
+
+
+def _http_route(ctx: _Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute | None:
+    r = _mapping(ctx, v, path)
+    unsupported = {
+        "rewrite": "not modelled by the lab",
+        "headers": "header manipulation is not modelled by the lab",
+        "corsPolicy": "not modelled by the lab",
+        "directResponse": "not modelled by the lab",
+        "redirect": "not modelled by the lab",
+        "delegate": "not modelled by the lab",
+    }
+    _fields(
+        ctx,
+        r,
+        path,
+        {
+            "name",
+            "match",
+            "route",
+            "timeout",
+            "retries",
+            "fault",
+            "mirror",
+            "mirrors",
+            "mirrorPercentage",
+            "mirror_percent",
+            "mirrorPercent",
+        },
+        unsupported,
+    )
+    name = _str(ctx, r.get("name"), _join(path, "name"), required=False)
+    matches = tuple(
+        _match(ctx, item, _join(_join(path, "match"), i))
+        for i, item in enumerate(
+            _list(ctx, r["match"], _join(path, "match")) if r.get("match") is not None else []
+        )
+    )
+    if not r.get("route"):
+        if any(k in r for k in ("redirect", "directResponse", "delegate")):
+            ctx.warn(path, "route skipped: it has no route destinations")
+            return None
+        raise ctx.error(_join(path, "route"), "required (a list of destinations)")
+    rp = _join(path, "route")
+    dests: list[Destination] = []
+    for i, item in enumerate(_list(ctx, r["route"], rp)):
+        ip = _join(rp, i)
+        dm = _mapping(ctx, item, ip)
+        _fields(
+            ctx,
+            dm,
+            ip,
+            {"destination", "weight"},
+            {"headers": "header manipulation is not modelled by the lab"},
+        )
+        if dm.get("destination") is None:
+            raise ctx.error(_join(ip, "destination"), "required")
+        d = _destination(ctx, dm["destination"], _join(ip, "destination"), refs)
+        weight = _int(ctx, dm["weight"], _join(ip, "weight"), 0, 100) if dm.get("weight") is not None else 0
+        dests.append(replace(d, weight=weight))
+    if len(dests) > 1:
+        total = sum(d.weight for d in dests)
+        if total != 100:
+            parts = " + ".join(str(d.weight) for d in dests)
+            raise ctx.error(rp, f"weights sum to {total} ({parts}), not 100")
+    mirrors: list[Mirror] = []
+    if r.get("mirror") is not None and r.get("mirrors") is not None:
+        raise ctx.error(_join(path, "mirrors"), "give mirror or mirrors, not both")
+    if r.get("mirror") is not None:
+        dest = _destination(ctx, r["mirror"], _join(path, "mirror"), refs)
+        pct = _mirror_percent(ctx, r, path)
+        if pct is not None:
+            mirrors.append(Mirror(dest, pct))
+    elif any(r.get(k) is not None for k in ("mirrorPercentage", "mirror_percent", "mirrorPercent")):
+        ctx.warn(path, "mirror percentage without mirror: ignored")
+    if r.get("mirrors") is not None:
+        mp = _join(path, "mirrors")
+        for i, item in enumerate(_list(ctx, r["mirrors"], mp)):
+            ip = _join(mp, i)
+            mm = _mapping(ctx, item, ip)
+            _fields(ctx, mm, ip, {"destination", "percentage"})
+            if mm.get("destination") is None:
+                raise ctx.error(_join(ip, "destination"), "required")
+            dest = _destination(ctx, mm["destination"], _join(ip, "destination"), refs)
+            f = (
+                _percent(ctx, mm["percentage"], _join(ip, "percentage"))
+                if mm.get("percentage") is not None
+                else Fraction(100, "HUNDRED")
+            )
+            if f.numerator > 0:
+                mirrors.append(Mirror(dest, f))
+    fault = _fault(ctx, r["fault"], _join(path, "fault")) if r.get("fault") is not None else None
+    timeout = _duration(ctx, r["timeout"], _join(path, "timeout")) if r.get("timeout") is not None else None
+    retries = _retries(ctx, r["retries"], _join(path, "retries")) if r.get("retries") is not None else None
+    return HttpRoute(name, matches, tuple(dests), fault, tuple(mirrors), timeout, retries)
+
+
+def _virtual_service(ctx: _Ctx, spec: dict[str, Any], refs: list[_Ref]) -> VirtualService:
+    _fields(
+        ctx,
+        spec,
+        "",
+        {"hosts", "http", "gateways"},
+        {
+            "tcp": "the lab routes HTTP only",
+            "tls": "the lab routes HTTP only",
+            "exportTo": "the lab has one namespace view",
+        },
+    )
+    if not spec.get("hosts"):
+        raise ctx.error("hosts", "missing host (a list of service names)")
+    hosts = tuple(
+        dict.fromkeys(
+            _resolve_host(ctx, h, _join("hosts", i)) for i, h in enumerate(_list(ctx, spec["hosts"], "hosts"))
+        )
+    )
+    if spec.get("gateways") is not None:
+        gws = [
+            _str(ctx, g, _join("gateways", i)) for i, g in enumerate(_list(ctx, spec["gateways"], "gateways"))
+        ]
+        if "mesh" not in gws:
+            ctx.warn(
+                "gateways",
+                f"{gws} does not include 'mesh': in Istio these routes would not apply to "
+                "sidecars; the lab applies them anyway",
+            )
+    routes: list[HttpRoute] = []
+    if spec.get("http") is not None:
+        for i, item in enumerate(_list(ctx, spec["http"], "http")):
+            route = _http_route(ctx, item, _join("http", i), refs)
+            if route is not None:
+                routes.append(route)
+    else:
+        ctx.warn("http", "no http routes: requests to these hosts get 404 (NR), as in Istio")
+    return VirtualService(ctx.name, ctx.namespace, hosts, tuple(routes), ctx.source, ctx.document)
+
+
+# --------------------------------------------------------------------------- topology
+
+
+@dataclass
+class _TopoService:
+    host: str
+    short: str
+    namespace: str
+    port: int | None
+    versions: tuple[str, ...]
+    replicas: int
+    where: str
+
+
+def _topology(ctx: _Ctx, v: object, path: str) -> list[_TopoService]:
+    m = _mapping(ctx, v, path)
+    _fields(ctx, m, path, {"services"})
+    out: list[_TopoService] = []
+    sp = _join(path, "services")
+    for i, item in enumerate(_list(ctx, m.get("services") or [], sp)):
+        ip = _join(sp, i)
+        s = _mapping(ctx, item, ip)
+        _fields(ctx, s, ip, {"name", "namespace", "port", "versions", "replicas"})
+        name = _str(ctx, s.get("name"), _join(ip, "name"))
+        ns = _str(ctx, s.get("namespace"), _join(ip, "namespace"), required=False) or ctx.namespace
+        sub = replace(ctx, namespace=ns)
+        host = _resolve_host(sub, name, _join(ip, "name"))
+        short, ns = host.split(".")[0], host.split(".")[1]
+        port = _int(ctx, s["port"], _join(ip, "port"), 1, 65535) if s.get("port") is not None else None
+        versions = tuple(
+            _str(ctx, x, _join(_join(ip, "versions"), j))
+            for j, x in enumerate(_list(ctx, s.get("versions") or [], _join(ip, "versions")))
+        )
+        replicas = (
+            _int(ctx, s["replicas"], _join(ip, "replicas"), 1, 64) if s.get("replicas") is not None else 1
+        )
+        out.append(_TopoService(host, short, ns, port, versions, replicas, f"{ctx.where()}: {ip}"))
+    return out
+
+
+# --------------------------------------------------------------------------- documents → spec
+
+
+@dataclass
+class _Collected:
+    warnings: list[str] = field(default_factory=list)
+    drs: dict[tuple[str, str], DestinationRule] = field(default_factory=dict)
+    vss: dict[tuple[str, str], VirtualService] = field(default_factory=dict)
+    refs: dict[tuple[str, str, str], list[_Ref]] = field(default_factory=dict)
+    topo: list[_TopoService] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def _parse_documents(text: str, source: str) -> list[Any]:
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{source}: invalid YAML{where}: {problem}") from None
+
+
+def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
+    acc.sources.append(source)
+    for index, doc in enumerate(_parse_documents(text, source), start=1):
+        if doc is None:
+            continue
+        ctx = _Ctx(source, acc.warnings, index, namespace=namespace)
+        if not isinstance(doc, dict):
+            raise ctx.error("", f"expected a mapping (a Kubernetes resource), got {_typename(doc)}")
+        api = doc.get("apiVersion")
+        kind = doc.get("kind")
+        if not isinstance(api, str) or not api:
+            raise ctx.error("apiVersion", "missing")
+        if not isinstance(kind, str) or not kind:
+            raise ctx.error("kind", "missing")
+        ctx.kind = kind
+        meta = _mapping(ctx, doc.get("metadata") or {}, "metadata")
+        ctx.name = meta["name"] if isinstance(meta.get("name"), str) else ""
+        group, _, version = api.rpartition("/")
+        if api == LAB_API and kind == "Topology":
+            acc.topo.extend(_topology(ctx, doc.get("spec") or {}, "spec"))
+            continue
+        if group in _KUBERNETES_GROUPS or group.endswith(".k8s.io"):
+            ctx.warn(
+                "",
+                "skipped: Kubernetes objects are not read (declare services, versions and replicas "
+                "in a topology)",
+            )
+            continue
+        if group in _OTHER_ISTIO_GROUPS:
+            ctx.warn("", f"skipped: {group} resources are not modelled by the lab")
+            continue
+        if group != ISTIO_GROUP:
+            raise ctx.error(
+                "apiVersion",
+                f"unknown apiVersion {api!r} (the lab reads {ISTIO_GROUP}/v1, v1beta1 and v1alpha3)",
+            )
+        if version not in ISTIO_VERSIONS:
+            raise ctx.error(
+                "apiVersion", f"unsupported version {api!r} (use {ISTIO_GROUP}/v1, v1beta1 or v1alpha3)"
+            )
+        if kind in _SKIPPED_ISTIO_KINDS:
+            ctx.warn("", f"skipped: {kind} is not modelled by the lab")
+            continue
+        if kind not in ("DestinationRule", "VirtualService"):
+            raise ctx.error("kind", f"unknown kind {kind!r} in {ISTIO_GROUP}")
+        if not ctx.name:
+            raise ctx.error("metadata.name", "missing")
+        ns = meta.get("namespace")
+        if ns is not None:
+            ctx.namespace = _str(ctx, ns, "metadata.namespace")
+        spec = _mapping(ctx, doc.get("spec"), "spec")
+        key = (ctx.namespace, ctx.name)
+        refs: list[_Ref] = []
+        table: dict[tuple[str, str], Any] = acc.drs if kind == "DestinationRule" else acc.vss
+        old = table.get(key)
+        if kind == "DestinationRule":
+            table[key] = _destination_rule(ctx, spec)
+        else:
+            table[key] = _virtual_service(ctx, spec, refs)
+        if old is not None:
+            ctx.warn("", f"replaces the {kind} {ctx.name} of {old.source} document {old.document}")
+        acc.refs[(kind, key[0], key[1])] = refs
+
+
+def _ctx_of(acc: _Collected, source: str, document: int, kind: str, name: str) -> _Ctx:
+    return _Ctx(source, acc.warnings, document, kind, name)
+
+
+def _build(acc: _Collected) -> LabSpec:
+    drs = list(acc.drs.values())
+    vss = list(acc.vss.values())
+    # one DestinationRule and one VirtualService per host
+    dr_by_host: dict[str, DestinationRule] = {}
+    for dr in drs:
+        other = dr_by_host.get(dr.host)
+        if other is not None:
+            raise _ctx_of(acc, dr.source, dr.document, "DestinationRule", dr.name).error(
+                "host",
+                f"duplicate DestinationRule for {dr.host}: {other.name} ({other.source} document "
+                f"{other.document}) already has it",
+            )
+        dr_by_host[dr.host] = dr
+    vs_by_host: dict[str, VirtualService] = {}
+    for vs in vss:
+        for i, h in enumerate(vs.hosts):
+            other_vs = vs_by_host.get(h)
+            if other_vs is not None:
+                raise _ctx_of(acc, vs.source, vs.document, "VirtualService", vs.name).error(
+                    _join("hosts", i),
+                    f"{h} already has VirtualService {other_vs.name} ({other_vs.source} "
+                    f"document {other_vs.document}); the lab takes one VirtualService per host",
+                )
+            vs_by_host[h] = vs
+
+    # services, in order of first appearance, and their ports
+    order: dict[str, None] = {}
+    ports: dict[str, tuple[int, str]] = {}
+    topo_by_host: dict[str, _TopoService] = {}
+    for t in acc.topo:
+        if t.host in topo_by_host:
+            raise UsageError(f"{t.where}: service {t.host} is declared twice in the topology")
+        topo_by_host[t.host] = t
+        order[t.host] = None
+        if t.port is not None:
+            ports[t.host] = (t.port, t.where)
+    for dr in drs:
+        order[dr.host] = None
+    for vs in vss:
+        for h in vs.hosts:
+            order[h] = None
+    all_refs = [r for refs in acc.refs.values() for r in refs]
+    for ref in all_refs:
+        order[ref.host] = None
+        if ref.port:
+            seen = ports.get(ref.host)
+            if seen is not None and seen[0] != ref.port:
+                raise ref.ctx.error(
+                    _join(ref.path.removesuffix(".subset"), "port.number"),
+                    f"port {ref.port} differs from port {seen[0]} of {ref.host} ({seen[1]}); "
+                    "the lab gives each service one port",
+                )
+            ports.setdefault(ref.host, (ref.port, f"{ref.ctx.where()}: {ref.path}"))
+
+    # every subset referenced must exist
+    for ref in all_refs:
+        if not ref.subset:
+            continue
+        dr_for = dr_by_host.get(ref.host)
+        if dr_for is None:
+            raise ref.ctx.error(
+                ref.path,
+                f"subset {ref.subset!r} is used but no DestinationRule defines subsets for {ref.host}",
+            )
+        if dr_for.subset(ref.subset) is None:
+            defined = ", ".join(s.name for s in dr_for.subsets) or "none"
+            raise ref.ctx.error(
+                ref.path,
+                f"subset {ref.subset!r} is not defined in DestinationRule {dr_for.name} (defined: {defined})",
+            )
+
+    services: list[Service] = []
+    for host in order:
+        short, ns = host.split(".")[0], host.split(".")[1]
+        dr_h = dr_by_host.get(host)
+        subsets = dr_h.subsets if dr_h else ()
+        topo = topo_by_host.get(host)
+        known = {s.name for s in subsets} | {s.labels.get("version", "") for s in subsets}
+        extra = tuple(v for v in (topo.versions if topo else ()) if v not in known)
+        services.append(
+            Service(
+                host,
+                short,
+                ns,
+                ports.get(host, (DEFAULT_PORT, ""))[0],
+                subsets,
+                topo.replicas if topo else 1,
+                extra,
+            )
+        )
+    port_of = {s.host: s.port for s in services}
+
+    def fix(d: Destination) -> Destination:
+        return replace(d, port=port_of[d.host])
+
+    fixed_vss = tuple(
+        replace(
+            vs,
+            http=tuple(
+                replace(
+                    r,
+                    destinations=tuple(fix(d) for d in r.destinations),
+                    mirrors=tuple(replace(m, destination=fix(m.destination)) for m in r.mirrors),
+                )
+                for r in vs.http
+            ),
+        )
+        for vs in vss
+    )
+    return LabSpec(tuple(services), tuple(drs), fixed_vss, tuple(acc.warnings), tuple(acc.sources))
+
+
+def loads(text: str, source: str = "<string>", namespace: str = "default") -> LabSpec:
+    """Parse one multi-document YAML text (for tests and for ``lab show``)."""
+    acc = _Collected()
+    _collect(text, source, namespace, acc)
+    return _build(acc)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+
+
+def _load_topology(path: str, acc: _Collected, namespace: str = "default") -> None:
+    """Read a ``-topology`` file: ``services: [...]`` at the top, or a ``Topology`` document."""
+    docs = [d for d in _parse_documents(_read(path), path) if d is not None]
+    ctx = _Ctx(path, acc.warnings, 0, namespace=namespace)
+    acc.sources.append(path)
+    if len(docs) == 1 and isinstance(docs[0], dict) and docs[0].get("apiVersion") == LAB_API:
+        ctx = replace(
+            ctx, document=1, kind="Topology", name=str((docs[0].get("metadata") or {}).get("name", ""))
+        )
+        acc.topo.extend(_topology(ctx, docs[0].get("spec") or {}, "spec"))
+        return
+    if len(docs) != 1:
+        raise ctx.error("", f"expected one YAML document with 'services:', got {len(docs)}")
+    acc.topo.extend(_topology(ctx, docs[0], ""))
+
+
+def load(paths: list[str], topology: str | None = None, namespace: str = "default") -> LabSpec:
+    """Read Istio resource files (later documents replace same-named earlier ones) and the topology."""
+    if not paths and topology is None:
+        raise UsageError("no resource files given (use -f FILE)")
+    acc = _Collected()
+    if topology is not None:
+        _load_topology(topology, acc, namespace)
+    for p in paths:
+        _collect(_read(p), p, namespace, acc)
+    return _build(acc)
+
+
+__all__ = ["load", "loads", "parse_duration"]
