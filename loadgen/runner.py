@@ -250,25 +250,32 @@ def write_outputs(result: RunResult, opts: LoadOptions, err: TextIO, out: TextIO
 
 
 def write_hdr_log(result: RunResult, path: str) -> None:
-    """HdrHistogram log (the format HdrHistogram's tools read): latency then service time."""
+    """HdrHistogram interval log (HdrHistogram's tools read it): the latency histogram (tag
+    ``latency``, from the intended send) and the service time (tag ``service``), values in µs."""
     import io
 
     from hdrh.log import HistogramLogWriter
 
+    er = result.engine_result
+    start_ms = int(er.start_wall * 1000)
+    end_ms = int((er.start_wall + er.elapsed_ns / 1e9) * 1000)
     buf = io.StringIO()
     w = HistogramLogWriter(buf)
-    w.output_comment(f"loadgen {result.version} {result.url}")
+    w.output_comment(f"loadgen {result.version} {result.url} (values in microseconds)")
     w.output_log_format_version()
-    start = result.engine_result.start_wall
-    w.output_start_time(start * 1000.0)
+    # written by hand: hdrh's output_start_time mis-handles its own millisecond argument
+    stamp = dt.datetime.fromtimestamp(er.start_wall, dt.timezone.utc).isoformat(" ")
+    buf.write(f"#[StartTime: {er.start_wall:.3f} (seconds since epoch), {stamp}]\n")
+    w.output_base_time(start_ms)
+    w.base_time = start_ms
     w.output_legend()
-    for tag, rec in (("latency", result.engine_result.latency), ("service", result.engine_result.service)):
+    for tag, rec in (("latency", er.latency), ("service", er.service)):
         h = rec.hdr
         h.set_tag(tag)
-        h.set_start_time_stamp(int(start * 1000))
-        h.set_end_time_stamp(int((start + result.engine_result.elapsed_ns / 1e9) * 1000))
-        w.output_interval_histogram(h)
-    tmp = path + ".tmp"
+        h.set_start_time_stamp(start_ms)
+        h.set_end_time_stamp(end_ms)
+        w.output_interval_histogram(h, max_value_unit_ratio=1000.0)
+    tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write(buf.getvalue())
     os.replace(tmp, path)

@@ -221,14 +221,16 @@ class Starting:
 _DETACH_SCRIPT = 'setsid "$@" < /dev/null >> "$LOADGEN_LAB_LOG" 2>&1 & echo $!'
 
 
-def _spawn_detached(name: str, argv: Sequence[str], log: str, cwd: str | None) -> int:
+def _spawn_detached(name: str, argv: Sequence[str], log: str, cwd: str | None, env: dict[str, str]) -> int:
     """Start ``argv`` as a grandchild (via ``sh`` and ``setsid``) and return its PID.
 
     Envoy receives SIGTERM when the process that started it exits (observed with Envoy 1.40; see
     the Envoy notes, "Running Envoy locally"), which would take the lab down with ``loadgen lab up``.
-    Started by a shell that exits at once, Envoy is re-parented before it initialises and survives.
+    Started by a shell that exits at once, it is re-parented before it initialises and survives.
+    The other children are started the same way, so that no child of the lab is ever a child (or
+    a zombie) of the ``loadgen`` process that started it, which may live on (tests, ``lab run``).
     """
-    env = dict(os.environ, LOADGEN_LAB_LOG=log)
+    env = dict(env, LOADGEN_LAB_LOG=log)
     try:
         r = subprocess.run(["/bin/sh", "-c", _DETACH_SCRIPT, "sh", *argv], env=env, cwd=cwd,
                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
@@ -239,14 +241,15 @@ def _spawn_detached(name: str, argv: Sequence[str], log: str, cwd: str | None) -
 
 def spawn(name: str, role: str, argv: Sequence[str], log: str, *, probe_port: int, probe_path: str,
           cwd: str | None = None, extra_logs: Sequence[str] = (), expect_epoch: int | None = None,
-          python_env: bool = False, detach: bool = False) -> Starting:
+          python_env: bool = False, detach: bool = True) -> Starting:
     """Start ``argv`` in its own session/process group, stdout+stderr appended to ``log``.
 
-    ``detach`` makes it a grandchild (for Envoy, see :func:`_spawn_detached`).
+    ``detach`` (the default) makes it a grandchild, see :func:`_spawn_detached`; without it (or
+    without ``setsid``) it is a plain child, whose exit code can be reported.
     """
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     if detach and shutil.which("setsid") and os.path.exists("/bin/sh"):
-        pid = _spawn_detached(name, argv, log, cwd)
+        pid = _spawn_detached(name, argv, log, cwd, _child_env() if python_env else dict(os.environ))
         return Starting(name=name, role=role, proc=None, pid=pid, log=log, argv=list(argv),
                         probe_port=probe_port, probe_path=probe_path, extra_logs=list(extra_logs),
                         expect_epoch=expect_epoch)
