@@ -250,8 +250,9 @@ def write_outputs(result: RunResult, opts: LoadOptions, err: TextIO, out: TextIO
 
 
 def write_hdr_log(result: RunResult, path: str) -> None:
-    """HdrHistogram interval log (HdrHistogram's tools read it): the latency histogram (tag
-    ``latency``, from the intended send) and the service time (tag ``service``), values in µs."""
+    """HdrHistogram interval log (HdrHistogram's tools read it), values in µs: the first interval
+    is the latency from the intended send, the second the service time (the ``hdrh`` writer has
+    no tags, so the order is the contract)."""
     import io
 
     from hdrh.log import HistogramLogWriter
@@ -269,9 +270,8 @@ def write_hdr_log(result: RunResult, path: str) -> None:
     w.output_base_time(start_ms)
     w.base_time = start_ms
     w.output_legend()
-    for tag, rec in (("latency", er.latency), ("service", er.service)):
+    for rec in (er.latency, er.service):
         h = rec.hdr
-        h.set_tag(tag)
         h.set_start_time_stamp(start_ms)
         h.set_end_time_stamp(end_ms)
         w.output_interval_histogram(h, max_value_unit_ratio=1000.0)
