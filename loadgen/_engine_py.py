@@ -427,7 +427,7 @@ class Run:
                     wait = slot_ns - now
                     if k == 0:
                         wait = max(0, wait)  # slot 0 is never late (start-up takes a few µs)
-                    if cfg.jitter:
+                    if cfg.jitter and wait > 0:  # only a real wait is jittered
                         wait = int(wait * self._rng.uniform(0.9, 1.1))
                     intended = now + wait
                     if end_ns and intended >= end_ns and not last_stretched:

@@ -267,8 +267,6 @@ def write_hdr_log(result: RunResult, path: str) -> None:
     # written by hand: hdrh's output_start_time mis-handles its own millisecond argument
     stamp = dt.datetime.fromtimestamp(er.start_wall, dt.timezone.utc).isoformat(" ")
     buf.write(f"#[StartTime: {er.start_wall:.3f} (seconds since epoch), {stamp}]\n")
-    w.output_base_time(start_ms)
-    w.base_time = start_ms
     w.output_legend()
     for rec in (er.latency, er.service):
         h = rec.hdr

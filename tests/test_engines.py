@@ -17,7 +17,7 @@ import pytest
 from conftest import make_cfg, run
 from servers import CLOSE, HANG, RESET, Request, Sleep, Step, ok_script, response
 
-from loadgen.engine_api import EngineResult, is_ok
+from loadgen.engine_api import EngineConfig, EngineResult, is_ok
 from loadgen.schedule import plan
 
 pytestmark = pytest.mark.timeout(30)
@@ -366,20 +366,28 @@ def test_abort_abandons_in_flight(engine: ModuleType, scripted) -> None:
 
 
 # --- pacing ---------------------------------------------------------------------------------
+def run_paced(engine: ModuleType, cfg: EngineConfig, total: int) -> EngineResult:
+    """Run a paced config; once more if the count is off by more than one.
+
+    On this shared 2-CPU box a stall of a few tens of ms near the end pushes the last slots past
+    ``end_s``, where fortio's rule drops them. A correct engine hits ±1 on an unstalled run; a
+    wrong one misses twice.
+    """
+    r = run(engine, cfg)
+    if abs(r.count - total) > 1:
+        r = run(engine, cfg)
+    return r
+
+
 def test_qps_pacing(engine: ModuleType, scripted) -> None:
     srv = scripted(ok_script())
     p = plan(2, 100, 1.0, 0, False)
     t0 = time.monotonic()
-    r = run(engine, make_cfg(srv.port, c=2, qps=100, duration=1.0))
+    r = run_paced(engine, make_cfg(srv.port, c=2, qps=100, duration=1.0), p.total)
     took = time.monotonic() - t0
-    if r.late == 0:
-        assert abs(r.count - p.total) <= 1
-    else:
-        # the shared CI box stalled us past end_s: slots there are dropped (fortio's rule), but
-        # the last stretched slot is still sent, late; that is what made ``late`` non-zero.
-        assert p.total - 6 <= r.count <= p.total
+    assert abs(r.count - p.total) <= 1
     assert 0.9 <= r.elapsed_ns / 1e9 <= 1.3
-    assert 0.9 <= took <= 1.6
+    assert 0.9 <= took <= 1.6 or abs(took - 2.0) < 0.6  # one run, or a retried one
     assert r.sleep_count == r.count
     assert r.skipped == 0
     # slots are 20 ms apart per connection: the 50 calls of a connection span about 1 s
@@ -389,9 +397,9 @@ def test_qps_pacing(engine: ModuleType, scripted) -> None:
 
 def test_qps_pacing_uniform_offsets(engine: ModuleType, scripted) -> None:
     srv = scripted(ok_script())
-    r = run(engine, make_cfg(srv.port, c=4, qps=40, duration=0.5, uniform=True))
     total = plan(4, 40, 0.5, 0, True).total
-    assert abs(r.count - total) <= 1 if r.late == 0 else total - 8 <= r.count <= total
+    r = run_paced(engine, make_cfg(srv.port, c=4, qps=40, duration=0.5, uniform=True), total)
+    assert abs(r.count - total) <= 1
     assert r.sleep_count == r.count and r.sleep_max > 0
 
 
@@ -491,7 +499,7 @@ def test_httpx_exception_mapping() -> None:
     assert map_exception(chained(httpx.ConnectError("x"), ConnectionRefusedError(111, "refused"))) \
         == "connect_refused"
     assert map_exception(chained(httpx.ReadError("x"), ConnectionResetError(104, "reset"))) == "reset"
-    assert map_exception(httpx.RemoteProtocolError("Server disconnected without sending a response.")) == "eof"
+    assert map_exception(httpx.RemoteProtocolError("Server disconnected without a response.")) == "eof"
     assert map_exception(httpx.RemoteProtocolError("illegal status line: bytearray(b'SPDY')")) == "malformed"
     assert map_exception(httpx.ConnectError("something else")) == "other"
 
@@ -499,12 +507,8 @@ def test_httpx_exception_mapping() -> None:
 def test_jitter_keeps_the_rate(engine: ModuleType, scripted) -> None:
     srv = scripted(ok_script())
     total = plan(1, 50, 0.6, 0, False).total
-    r = run(engine, make_cfg(srv.port, c=1, qps=50, duration=0.6, jitter=True, seed=7))
-    info = (r.count, total, r.late, r.sleep_min, r.sleep_max, r.skipped)
-    if r.late == 0:
-        assert abs(r.count - total) <= 1, info
-    else:
-        assert total - 4 <= r.count <= total, info
+    r = run_paced(engine, make_cfg(srv.port, c=1, qps=50, duration=0.6, jitter=True, seed=7), total)
+    assert abs(r.count - total) <= 1, (r.count, total, r.late, r.sleep_min, r.sleep_max)
     assert r.sleep_count == r.count
     # waits of ~20 ms jittered by ±10 %: the longest is above 18 ms, none above 22 ms + slack
     assert 0.018e9 <= r.sleep_max <= 0.025e9

@@ -366,9 +366,10 @@ def test_bookinfo_chain_routing_apply_and_the_labs_delay_finding(lab_dir: Path, 
     assert status == 200 and h["x-lab-reviews"] == "reviews-v3" and "red stars" in body
 
     # apply -restart: back to the jason/v2 routing plus the lab's 7 s ratings delay for jason
-    r = run_cli(lab_dir, "apply", "-f", str(bi), "-f", str(tmp_path / "delay.yaml"), "-restart") \
-        if (tmp_path / "delay.yaml").write_text(RATINGS_DELAY_YAML) else None
-    assert r is not None and r.returncode == 0, r.stderr if r else ""
+    delay = tmp_path / "delay.yaml"
+    delay.write_text(RATINGS_DELAY_YAML)
+    r = run_cli(lab_dir, "apply", "-f", str(bi), "-f", str(delay), "-restart")
+    assert r.returncode == 0, r.stderr
     assert "restarted Envoy (stopped it and started a new one)" in r.stdout
     status, h, _ = get(page)
     assert h["x-lab-reviews"] == "reviews-v1"
@@ -380,8 +381,9 @@ def test_bookinfo_chain_routing_apply_and_the_labs_delay_finding(lab_dir: Path, 
     assert "Reviews unavailable" in body and h["x-lab-reviews"] == "unavailable"
     assert 5.8 <= took < 7.0, took
 
+    lab3 = st.load(lab_dir)
+    assert lab3 is not None and lab3.envoy.epoch == 0
     r = run_cli(lab_dir, "down")
     assert r.returncode == 0
-    lab3_pids = [p.pid for p in lab2.procs]
-    for pid in lab3_pids:
+    for pid in [p.pid for p in lab3.procs]:
         assert st.read_cmdline(pid) is None
