@@ -99,4 +99,7 @@ LOAD_FLAGS: tuple[Flag, ...] = (
     Flag("h2", "h2", "bool", "false", "HTTP/2 (implies the httpx engine)"),
     Flag("k", "insecure", "bool", "false", "Do not verify TLS certificates"),
     Flag("runid", "runid", "int", "0", "Run ID added to the JSON and the auto-save file name"),
+    Flag("envoy-admin", "envoy_admin", "str", "", "Envoy admin URL: snapshot its stats around the run and reconcile"),
+    Flag("envoy-cluster", "envoy_cluster", "str", "", "Regex of the Envoy clusters to report (default: all)"),
+    Flag("stats-interval", "stats_interval_s", "duration", "1s", "Envoy stats snapshot interval during the run"),
 )

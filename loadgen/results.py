@@ -8,7 +8,7 @@ What this is
       keys, ``RequestedQPS`` a string), so fortio's UI and scripts read it, plus one extension
       object ``"Loadgen"`` (intended-start latency, error kinds, ``x-envoy-overloaded`` counts,
       the per-second timeline, and every recorder encoded so the result can be rebuilt losslessly)
-      and ``"Envoy"`` when an observer added one.
+      and ``Loadgen.Envoy`` when an observer added one.
     * :meth:`RunResult.from_json` — reads our JSON (lossless) and fortio's own result files
       (approximate: values rebuilt from fortio's buckets, ``source == "fortio"``).
     * :func:`merge` — several runs as one (histograms merged, never percentiles averaged).
@@ -328,7 +328,7 @@ class RunResult:
 
     # --- JSON --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """fortio's ``HTTPRunnerResults`` (same names, order, types) + ``Loadgen`` (+ ``Envoy``)."""
+        """fortio's ``HTTPRunnerResults`` (same names, order, types) + ``Loadgen`` (with ``Loadgen.Envoy``)."""
         o = self.options
         er = self.engine_result
         user = str(getattr(o, "user", "") or o.extra.get("user", ""))
@@ -390,7 +390,7 @@ class RunResult:
             "Loadgen": self._loadgen_json(),
         }
         if self.envoy is not None:
-            d["Envoy"] = self.envoy
+            d["Loadgen"]["Envoy"] = self.envoy
         return d
 
     def _loadgen_json(self) -> dict[str, Any]:
@@ -470,7 +470,7 @@ class RunResult:
             engine=str(lg.get("Engine", "")), url=str(d.get("URL", opts.url)),
             resolved=str(lg.get("Resolved", "")), requested_qps=str(d.get("RequestedQPS", "")),
             requested_duration=str(d.get("RequestedDuration", "")), num_threads=int(d.get("NumThreads", 0)),
-            run_id=int(d.get("RunID", 0)), warmup=int(lg.get("Warmup", 0)), envoy=d.get("Envoy"),
+            run_id=int(d.get("RunID", 0)), warmup=int(lg.get("Warmup", 0)), envoy=lg.get("Envoy", d.get("Envoy")),
             extra=dict(lg.get("Extra") or {}), ip_counts=_ip_counts(d, str(lg.get("Resolved", ""))),
             access_logger_info=str(d.get("AccessLoggerInfo", "")), procs=int(lg.get("Procs", 0)),
             source=str(lg.get("Source", "loadgen")),
@@ -511,7 +511,7 @@ class RunResult:
             version=str(d.get("Version", "")), engine="fortio", url=str(d.get("URL", "")),
             resolved=next(iter(ipc), ""), requested_qps=str(d.get("RequestedQPS", "")),
             requested_duration=str(d.get("RequestedDuration", "")), num_threads=int(d.get("NumThreads", 0)),
-            run_id=int(d.get("RunID", 0)), warmup=warm, envoy=d.get("Envoy"), ip_counts=ipc,
+            run_id=int(d.get("RunID", 0)), warmup=warm, envoy=None, ip_counts=ipc,
             access_logger_info=str(d.get("AccessLoggerInfo", "")), procs=0, source="fortio",
         )
 

@@ -213,22 +213,33 @@ def execute(opts: LoadOptions, *, err: TextIO | None = None, out: TextIO | None 
     err = err or sys.stderr
     out = out or sys.stdout
     prep = prepare(opts)
+    observers = list(observers or [])
+    envoy_obs = None
+    if opts.envoy_admin:
+        from loadgen.envoy.observer import EnvoyObserver
+
+        envoy_obs = EnvoyObserver(opts.envoy_admin, opts.envoy_cluster, opts.stats_interval_s)
+        observers.append(envoy_obs)
     for w in prep.warnings:
         err.write(f"Warning: {w}\n")
     if progress is None:
         progress = (not opts.quiet) and err.isatty()
     report_text.render_header(prep, err, opts.loglevel if not opts.quiet else "Error")
     warm = warmup(prep, err)
-    for ob in observers or []:
+    for ob in observers:
         ob.before()
     start = dt.datetime.now(dt.timezone.utc).astimezone()
     eres = run_engine(prep, prep.cfg, err=err, progress=progress, observers=observers)
     result = RunResult.build(eres, opts, engine=prep.engine, url=prep.target.url,
                              resolved=f"{prep.ip}:{prep.target.port}", start_time=start,
                              num_threads=prep.plan.connections, warmup=warm)
-    for ob in observers or []:
+    for ob in observers:
         ob.after(result)
+    if envoy_obs is not None:
+        result.envoy = envoy_obs.to_json()
     report_text.render(result, err, opts.loglevel if not opts.quiet else "Error", header=False)
+    if envoy_obs is not None:
+        envoy_obs.render_text(err)
     write_outputs(result, opts, err, out)
     return result, exit_code(result)
 

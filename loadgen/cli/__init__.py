@@ -19,6 +19,8 @@ commands:
   load [flags] URL     run a load (fortio's flags: -c -qps -t -n ...); 'loadgen help load'
   curl [flags] URL     fetch once and print the response (same as load -curl)
   serve [flags]        run the echo test server on 127.0.0.1 (fortio's echo query params)
+  stats ADMIN_URL      print Envoy's circuit-breaker, outlier and fault stats per cluster
+  lab SUBCOMMAND       a local Envoy lab from Istio YAML: up, status, apply, config, show, run, down
   version              print the version
   help [COMMAND]       this text, or a command's flags
 """
@@ -42,6 +44,18 @@ def _cmd_serve(argv: list[str]) -> int:
     return serve_main(argv)
 
 
+def _cmd_stats(argv: list[str]) -> int:
+    from loadgen.envoy.cli import stats_main
+
+    return stats_main(argv)
+
+
+def _cmd_lab(argv: list[str]) -> int:
+    from loadgen.lab.cli import lab_main
+
+    return lab_main(argv)
+
+
 def _cmd_version(argv: list[str]) -> int:
     from loadgen.version import __version__
 
@@ -63,6 +77,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "load": _cmd_load,
     "curl": _cmd_curl,
     "serve": _cmd_serve,
+    "stats": _cmd_stats,
+    "lab": _cmd_lab,
     "version": _cmd_version,
     "help": _cmd_help,
 }

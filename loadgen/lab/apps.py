@@ -103,8 +103,10 @@ class App:
             return self.reviews(int(m.group(1)), fwd)
         m = re.fullmatch(r"/ratings/(\d+)", path.split("?")[0])
         if self.service == "ratings" and m:
-            return _json(200, {"id": int(m.group(1)), "version": self.version,
-                               "ratings": {"Reviewer1": 5, "Reviewer2": 4}})
+            return _json(
+                200,
+                {"id": int(m.group(1)), "version": self.version, "ratings": {"Reviewer1": 5, "Reviewer2": 4}},
+            )
         if self.service in ("productpage", "reviews", "ratings"):
             return _json(404, {"error": "not found", "path": path, "version": self.version})
         return _json(200, {"service": self.service, "version": self.version, "path": path, "method": method})
@@ -127,20 +129,28 @@ class App:
             who = "unavailable"
         else:
             ratings = str(reviews.get("ratings_version", ""))
-            items = "".join(f"<li>{r['reviewer']}: {r['text']} {r.get('stars', '')}</li>"
-                            for r in reviews.get("reviews", []))
+            items = "".join(
+                f"<li>{r['reviewer']}: {r['text']} {r.get('stars', '')}</li>"
+                for r in reviews.get("reviews", [])
+            )
             section = f"<p>Reviews served by: {who}</p><ul>{items}</ul>"
         user = fwd.get("end-user", "")
-        page = (f"<html><head><title>Simple Bookstore App</title></head><body>"
-                f"<h1>The Comedy of Errors</h1><p>user: {user or 'anonymous'}</p>{section}</body></html>\n")
+        page = (
+            f"<html><head><title>Simple Bookstore App</title></head><body>"
+            f"<h1>The Comedy of Errors</h1><p>user: {user or 'anonymous'}</p>{section}</body></html>\n"
+        )
         extra = {"x-lab-reviews": who, "x-lab-ratings": ratings}
         return 200, page.encode(), "text/html; charset=utf-8", extra
 
     def reviews(self, pid: int, fwd: dict[str, str]) -> tuple[int, bytes, str, dict[str, str]]:
-        doc: dict[str, Any] = {"id": pid, "version": self.version, "reviews": [
-            {"reviewer": "Reviewer1", "text": "An extremely entertaining play by Shakespeare."},
-            {"reviewer": "Reviewer2", "text": "Absolutely fun and entertaining."},
-        ]}
+        doc: dict[str, Any] = {
+            "id": pid,
+            "version": self.version,
+            "reviews": [
+                {"reviewer": "Reviewer1", "text": "An extremely entertaining play by Shakespeare."},
+                {"reviewer": "Reviewer2", "text": "Absolutely fun and entertaining."},
+            ],
+        }
         headers: dict[str, str] = {}
         if self.version in ("v2", "v3"):
             color = "black" if self.version == "v2" else "red"

@@ -106,10 +106,19 @@ def _parser(cmd: str) -> _Parser:
 
 
 def _add_inputs(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("-f", "--filename", dest="files", action="append", default=[], metavar="FILE",
-                   required=required, help="Istio YAML (DestinationRule, VirtualService); repeatable")
-    p.add_argument("-topology", "--topology", metavar="FILE",
-                   help="extra services, versions, replicas, kinds")
+    p.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        required=required,
+        help="Istio YAML (DestinationRule, VirtualService); repeatable",
+    )
+    p.add_argument(
+        "-topology", "--topology", metavar="FILE", help="extra services, versions, replicas, kinds"
+    )
     p.add_argument("-namespace", "--namespace", default="default", help="namespace of short hosts")
 
 
@@ -193,8 +202,9 @@ def _istio_topology(topo: dict[str, str]) -> Iterator[str]:
     doc = yaml.safe_load(topo["text"])
     body = doc.get("spec") if isinstance(doc, dict) and "apiVersion" in doc else doc
     entries = body.get("services") if isinstance(body, dict) else None
-    if not isinstance(entries, list) or not any(isinstance(e, dict) and set(e) & set(_LAB_KEYS)
-                                                 for e in entries):
+    if not isinstance(entries, list) or not any(
+        isinstance(e, dict) and set(e) & set(_LAB_KEYS) for e in entries
+    ):
         yield topo["path"]
         return
     for e in entries:
@@ -247,8 +257,17 @@ def plan_upstreams(inp: Inputs) -> list[sv.Upstream]:
         for subset in svc.versions():
             version = labels.get(subset, {}).get("version") or subset or "v1"
             for r in range(max(1, svc.replicas)):
-                out.append(sv.Upstream(host=svc.host, short=svc.short, subset=subset, version=version,
-                                       replica=r, kind=kind, workers=workers))
+                out.append(
+                    sv.Upstream(
+                        host=svc.host,
+                        short=svc.short,
+                        subset=subset,
+                        version=version,
+                        replica=r,
+                        kind=kind,
+                        workers=workers,
+                    )
+                )
     return out
 
 
@@ -264,8 +283,13 @@ def check_components(plan: Sequence[sv.Upstream]) -> str:
 # ------------------------------------------------------------------------------------------ starting
 
 
-def _render(spec: LabSpec, admin: int, listeners: dict[str, int],
-            endpoints: dict[tuple[str, str], list[tuple[str, int]]], logs_dir: Path) -> str:
+def _render(
+    spec: LabSpec,
+    admin: int,
+    listeners: dict[str, int],
+    endpoints: dict[tuple[str, str], list[tuple[str, int]]],
+    logs_dir: Path,
+) -> str:
     from loadgen.lab import render
 
     ups: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {k: tuple(v) for k, v in endpoints.items()}
@@ -290,29 +314,64 @@ def _spawn_upstream(u: sv.Upstream, port: int, sd: Path, lab_urls: dict[str, str
     logs = sd / "logs"
     access = str(logs / f"{u.file_stem}.access.log")
     argv = sv.upstream_argv(u, port, access, lab_urls)
-    return sv.spawn(u.name, "upstream", argv, str(logs / f"{u.file_stem}.log"), probe_port=port,
-                    probe_path=sv.health_path(u.kind), python_env=u.kind != "httpbin")
+    return sv.spawn(
+        u.name,
+        "upstream",
+        argv,
+        str(logs / f"{u.file_stem}.log"),
+        probe_port=port,
+        probe_path=sv.health_path(u.kind),
+        python_env=u.kind != "httpbin",
+    )
 
 
 def _upstream_record(c: sv.Starting, u: sv.Upstream, port: int) -> st.ProcRecord:
-    access = c.argv[c.argv.index("--access-logfile") + 1] if u.kind == "httpbin" else (
-        c.argv[c.argv.index("-access-log" if u.kind == "serve" else "--access-log") + 1])
-    return c.record(port=port, url=f"http://{HOST}:{port}", host=u.host, subset=u.subset, version=u.version,
-                    replica=u.replica, kind=u.kind, access_log=access)
+    access = (
+        c.argv[c.argv.index("--access-logfile") + 1]
+        if u.kind == "httpbin"
+        else (c.argv[c.argv.index("-access-log" if u.kind == "serve" else "--access-log") + 1])
+    )
+    return c.record(
+        port=port,
+        url=f"http://{HOST}:{port}",
+        host=u.host,
+        subset=u.subset,
+        version=u.version,
+        replica=u.replica,
+        kind=u.kind,
+        access_log=access,
+    )
 
 
-def _spawn_envoy(binary: str, sd: Path, config_text: str, admin: int, epoch: int, base_id: int | None,
-                 concurrency: int) -> sv.Starting:
+def _spawn_envoy(
+    binary: str, sd: Path, config_text: str, admin: int, epoch: int, base_id: int | None, concurrency: int
+) -> sv.Starting:
     edir = sd / "envoy"
     edir.mkdir(parents=True, exist_ok=True)
     cfg = edir / f"bootstrap.{epoch}.yaml"
     cfg.write_text(config_text)
     log = str(edir / f"envoy.{epoch}.log")
-    argv = sv.envoy_argv(binary, str(cfg), log, epoch=epoch, base_id=base_id,
-                         base_id_path=str(edir / "base_id"), concurrency=concurrency)
-    return sv.spawn(f"envoy (epoch {epoch})", "envoy", argv, str(edir / f"envoy.{epoch}.out"),
-                    probe_port=admin, probe_path="/server_info", cwd=str(edir), extra_logs=[log],
-                    expect_epoch=epoch, detach=True)
+    argv = sv.envoy_argv(
+        binary,
+        str(cfg),
+        log,
+        epoch=epoch,
+        base_id=base_id,
+        base_id_path=str(edir / "base_id"),
+        concurrency=concurrency,
+    )
+    return sv.spawn(
+        f"envoy (epoch {epoch})",
+        "envoy",
+        argv,
+        str(edir / f"envoy.{epoch}.out"),
+        probe_port=admin,
+        probe_path="/server_info",
+        cwd=str(edir),
+        extra_logs=[log],
+        expect_epoch=epoch,
+        detach=True,
+    )
 
 
 def _read_base_id(sd: Path) -> int:
@@ -348,12 +407,25 @@ def start_lab(inp: Inputs, sd: Path, *, admin_port: int, concurrency: int, timeo
         raise
     env_rec = envoy.record(port=admin, url=f"http://{HOST}:{admin}")
     return st.LabState(
-        state_dir=str(sd), admin_url=f"http://{HOST}:{admin}",
-        services={h: f"http://{HOST}:{p}" for h, p in listeners.items()}, listeners=listeners,
-        envoy=st.EnvoyInfo(binary=binary, base_id=base_id, epoch=0, concurrency=concurrency,
-                           config_path=envoy.argv[envoy.argv.index("-c") + 1], admin_port=admin),
-        procs=[env_rec, *recs], sources=inp.sources, topology=inp.topology, namespace=inp.namespace,
-        started=time.time(), warnings=list(inp.spec.warnings))
+        state_dir=str(sd),
+        admin_url=f"http://{HOST}:{admin}",
+        services={h: f"http://{HOST}:{p}" for h, p in listeners.items()},
+        listeners=listeners,
+        envoy=st.EnvoyInfo(
+            binary=binary,
+            base_id=base_id,
+            epoch=0,
+            concurrency=concurrency,
+            config_path=envoy.argv[envoy.argv.index("-c") + 1],
+            admin_port=admin,
+        ),
+        procs=[env_rec, *recs],
+        sources=inp.sources,
+        topology=inp.topology,
+        namespace=inp.namespace,
+        started=time.time(),
+        warnings=list(inp.spec.warnings),
+    )
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -385,8 +457,9 @@ def cmd_up(argv: list[str]) -> int:
     p = _parser("up")
     _add_inputs(p, required=True)
     p.add_argument("-json", "--json", metavar="PATH|-", help="also write the JSON there ('-': only JSON)")
-    p.add_argument("-admin-port", "--admin-port", type=int, default=0,
-                   help="Envoy admin port (default: a free one)")
+    p.add_argument(
+        "-admin-port", "--admin-port", type=int, default=0, help="Envoy admin port (default: a free one)"
+    )
     p.add_argument("-concurrency", "--concurrency", type=int, default=1, help="Envoy worker threads (1)")
     p.add_argument("-timeout", "--timeout", default="20s", help="readiness deadline (20s)")
     ns = p.parse_args(argv)
@@ -405,8 +478,10 @@ def cmd_up(argv: list[str]) -> int:
                 )
             sv.stop(old.procs)  # leftovers of a stale lab's process groups, if any
             st.remove(sd)
-            print(f"loadgen lab: removed the stale state of a lab that is no longer running ({sd})",
-                  file=sys.stderr)
+            print(
+                f"loadgen lab: removed the stale state of a lab that is no longer running ({sd})",
+                file=sys.stderr,
+            )
         inp = read_inputs(ns.files, ns.topology, ns.namespace)
         lab = start_lab(inp, sd, admin_port=ns.admin_port, concurrency=ns.concurrency, timeout=timeout)
         try:
@@ -417,8 +492,10 @@ def cmd_up(argv: list[str]) -> int:
     _warn(lab.warnings)
     _emit_json(lab.summary(), ns.json, sys.stdout)
     if ns.json != "-":
-        print(f"loadgen lab: up in {time.monotonic() - t0:.2f} s ({len(lab.procs)} processes, "
-              f"state dir {sd})", file=sys.stderr)
+        print(
+            f"loadgen lab: up in {time.monotonic() - t0:.2f} s ({len(lab.procs)} processes, state dir {sd})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -449,19 +526,35 @@ def cmd_status(argv: list[str]) -> int:
     statuses = {p.pid: st.proc_status(p) for p in lab.procs}
     alive = sum(1 for s in statuses.values() if s == "running")
     overall = "running" if alive == len(lab.procs) else ("stale" if alive == 0 else "degraded")
-    ready = _envoy_ready(lab.admin_url) if statuses.get(getattr(lab.envoy_proc(), "pid", -1)) == "running" \
+    ready = (
+        _envoy_ready(lab.admin_url)
+        if statuses.get(getattr(lab.envoy_proc(), "pid", -1)) == "running"
         else "not running"
+    )
     if ns.json:
-        doc = lab.summary() | {"state": overall, "envoy": {"ready": ready, "epoch": lab.envoy.epoch,
-                                                            "base_id": lab.envoy.base_id},
-                               "processes": [{"name": p.name, "role": p.role, "pid": p.pid, "kind": p.kind,
-                                              "url": p.url, "status": statuses[p.pid]} for p in lab.procs]}
+        doc = lab.summary() | {
+            "state": overall,
+            "envoy": {"ready": ready, "epoch": lab.envoy.epoch, "base_id": lab.envoy.base_id},
+            "processes": [
+                {
+                    "name": p.name,
+                    "role": p.role,
+                    "pid": p.pid,
+                    "kind": p.kind,
+                    "url": p.url,
+                    "status": statuses[p.pid],
+                }
+                for p in lab.procs
+            ],
+        }
         _emit_json(doc, ns.json, sys.stdout)
     else:
         print(f"lab: {overall}   state dir: {sd}")
         e = lab.envoy
-        print(f"admin: {lab.admin_url}   envoy: {ready} (epoch {e.epoch}, base id {e.base_id}, "
-              f"concurrency {e.concurrency})")
+        print(
+            f"admin: {lab.admin_url}   envoy: {ready} (epoch {e.epoch}, base id {e.base_id}, "
+            f"concurrency {e.concurrency})"
+        )
         print("services:")
         for host, url in sorted(lab.services.items()):
             print(f"  {host:<45} {url}")
@@ -470,8 +563,10 @@ def cmd_status(argv: list[str]) -> int:
             what = pr.kind or pr.role
             print(f"  {pr.name:<24} {what:<8} pid {pr.pid:<8} {statuses[pr.pid]:<8} {pr.url}")
         if overall == "stale":
-            print("the recorded processes are gone: 'loadgen lab down' clears the state, "
-                  "'loadgen lab up' starts a new lab")
+            print(
+                "the recorded processes are gone: 'loadgen lab down' clears the state, "
+                "'loadgen lab up' starts a new lab"
+            )
     return 0 if overall == "running" else 1
 
 
@@ -504,8 +599,9 @@ def cmd_config(argv: list[str]) -> int:
         lab = st.load(sd)
         with PortPool() as pool:  # a preview: the running lab's ports where they exist, free ones elsewhere
             admin = lab.envoy.admin_port if lab else pool.take()
-            listeners = {s.host: (lab.listeners.get(s.host) if lab else None) or pool.take()
-                         for s in inp.spec.services}
+            listeners = {
+                s.host: (lab.listeners.get(s.host) if lab else None) or pool.take() for s in inp.spec.services
+            }
             ports = [(u, pool.take()) for u in plan_upstreams(inp)]
             sys.stdout.write(_render(inp.spec, admin, listeners, _endpoints(ports), sd / "logs"))
         _warn(inp.spec.warnings)
@@ -516,8 +612,9 @@ def cmd_config(argv: list[str]) -> int:
     try:
         sys.stdout.write(Path(lab.envoy.config_path).read_text())
     except OSError as exc:
-        raise RunError(f"cannot read the lab's Envoy config {lab.envoy.config_path}: {exc.strerror}") \
-            from None
+        raise RunError(
+            f"cannot read the lab's Envoy config {lab.envoy.config_path}: {exc.strerror}"
+        ) from None
     return 0
 
 
@@ -550,8 +647,9 @@ def cmd_show(argv: list[str]) -> int:
 
 def cmd_run(argv: list[str]) -> int:
     if importlib.util.find_spec("loadgen.lab.scenarios_run") is None:
-        raise UsageError("'loadgen lab run' is not available yet in this build "
-                         "(no module loadgen.lab.scenarios_run)")
+        raise UsageError(
+            "'loadgen lab run' is not available yet in this build (no module loadgen.lab.scenarios_run)"
+        )
     mod = importlib.import_module("loadgen.lab.scenarios_run")
     return int(mod.run_main(argv))
 
@@ -571,8 +669,10 @@ def cmd_apply(argv: list[str]) -> int:
         lab = _require_lab(sd)
         env_rec = lab.envoy_proc()
         if env_rec is None or st.proc_status(env_rec) != "running":
-            raise UsageError(f"the lab in {sd} is not running (Envoy is gone); "
-                             "'loadgen lab down' then 'loadgen lab up -f FILE'")
+            raise UsageError(
+                f"the lab in {sd} is not running (Envoy is gone); "
+                "'loadgen lab down' then 'loadgen lab up -f FILE'"
+            )
         topology = ns.topology or (lab.topology["path"] if lab.topology else None)
         inp = read_inputs(ns.files, topology, ns.namespace if ns.namespace != "default" else lab.namespace)
         how = apply_lab(lab, inp, sd, force_restart=ns.restart, timeout=timeout)
@@ -629,8 +729,9 @@ def apply_lab(lab: st.LabState, inp: Inputs, sd: Path, *, force_restart: bool, t
     if not force_restart:
         epoch = lab.envoy.epoch + 1
         try:
-            env_start = _spawn_envoy(binary, sd, text, lab.envoy.admin_port, epoch, lab.envoy.base_id,
-                                     lab.envoy.concurrency)
+            env_start = _spawn_envoy(
+                binary, sd, text, lab.envoy.admin_port, epoch, lab.envoy.base_id, lab.envoy.concurrency
+            )
             sv.wait_ready([env_start], timeout)
         except RunError as exc:
             if env_start is not None:
@@ -642,8 +743,10 @@ def apply_lab(lab: st.LabState, inp: Inputs, sd: Path, *, force_restart: bool, t
                 sv.stop([old_env])
             cfg = env_start.argv[env_start.argv.index("-c") + 1]
             lab.envoy = replace(lab.envoy, epoch=epoch, config_path=cfg)
-            how = (f"hot-restarted Envoy (epoch {epoch - 1} -> {epoch}, base id {lab.envoy.base_id}); "
-                   f"the old epoch drained and exited")
+            how = (
+                f"hot-restarted Envoy (epoch {epoch - 1} -> {epoch}, base id {lab.envoy.base_id}); "
+                f"the old epoch drained and exited"
+            )
     if env_start is None:
         sv.stop([old_env])
         try:
@@ -657,8 +760,9 @@ def apply_lab(lab: st.LabState, inp: Inputs, sd: Path, *, force_restart: bool, t
             lab.procs = [pr for pr in lab.procs if pr.role != "envoy"]
             st.save(lab)
             raise
-        lab.envoy = replace(lab.envoy, epoch=0, base_id=base_id,
-                            config_path=env_start.argv[env_start.argv.index("-c") + 1])
+        lab.envoy = replace(
+            lab.envoy, epoch=0, base_id=base_id, config_path=env_start.argv[env_start.argv.index("-c") + 1]
+        )
         how += "restarted Envoy (stopped it and started a new one)"
     notes = sv.stop(retire)
     _warn(notes)

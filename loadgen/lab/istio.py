@@ -885,7 +885,9 @@ def _topology(ctx: _Ctx, v: object, path: str) -> list[_TopoService]:
     for i, item in enumerate(_list(ctx, m.get("services") or [], sp)):
         ip = _join(sp, i)
         s = _mapping(ctx, item, ip)
-        _fields(ctx, s, ip, {"name", "namespace", "port", "versions", "replicas"})
+        _fields(
+            ctx, s, ip, {"name", "namespace", "port", "versions", "replicas", "kind", "workers"}
+        )  # kind, workers: for the CLI
         name = _str(ctx, s.get("name"), _join(ip, "name"))
         ns = _str(ctx, s.get("namespace"), _join(ip, "namespace"), required=False) or ctx.namespace
         sub = replace(ctx, namespace=ns)

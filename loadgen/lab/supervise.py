@@ -137,30 +137,87 @@ def health_path(kind: str) -> str:
 def upstream_argv(u: Upstream, port: int, access_log: str, lab_urls: dict[str, str]) -> list[str]:
     """How to start ``u`` on 127.0.0.1:``port``; ``lab_urls`` maps short names to Envoy listener URLs."""
     if u.kind == "httpbin":
-        return [find_gunicorn(), "-b", f"{HOST}:{port}", "-w", str(u.workers), "-k", "sync",
-                "--access-logfile", access_log, "--access-logformat", GUNICORN_ACCESS_FORMAT,
-                "--error-logfile", "-", "--log-level", "warning", "httpbin:app"]
+        return [
+            find_gunicorn(),
+            "-b",
+            f"{HOST}:{port}",
+            "-w",
+            str(u.workers),
+            "-k",
+            "sync",
+            "--access-logfile",
+            access_log,
+            "--access-logformat",
+            GUNICORN_ACCESS_FORMAT,
+            "--error-logfile",
+            "-",
+            "--log-level",
+            "warning",
+            "httpbin:app",
+        ]
     if u.kind == "serve":
-        return [sys.executable, "-m", "loadgen.serve", "-bind", HOST, "-port", str(port),
-                "-access-log", access_log, "-quiet"]
+        return [
+            sys.executable,
+            "-m",
+            "loadgen.serve",
+            "-bind",
+            HOST,
+            "-port",
+            str(port),
+            "-access-log",
+            access_log,
+            "-quiet",
+        ]
     if u.kind == "app":
-        argv = [sys.executable, "-m", "loadgen.lab.apps", "--service", u.short, "--version", u.version,
-                "--port", str(port), "--access-log", access_log]
+        argv = [
+            sys.executable,
+            "-m",
+            "loadgen.lab.apps",
+            "--service",
+            u.short,
+            "--version",
+            u.version,
+            "--port",
+            str(port),
+            "--access-log",
+            access_log,
+        ]
         for name, url in sorted(lab_urls.items()):
             argv += ["--lab-url", f"{name}={url}"]
         return argv
     raise UsageError(f"unknown upstream kind {u.kind!r} (one of: {', '.join(KINDS)})")
 
 
-def envoy_argv(binary: str, config: str, log_path: str, *, epoch: int, base_id: int | None,
-               base_id_path: str, concurrency: int, log_level: str = "warn") -> list[str]:
+def envoy_argv(
+    binary: str,
+    config: str,
+    log_path: str,
+    *,
+    epoch: int,
+    base_id: int | None,
+    base_id_path: str,
+    concurrency: int,
+    log_level: str = "warn",
+) -> list[str]:
     """Envoy's command line.
 
     ``base_id`` None (epoch 0) lets Envoy pick a free one and write it to ``base_id_path``.
     """
-    argv = [binary, "-c", config, "--concurrency", str(concurrency), "--log-level", log_level,
-            "--log-path", log_path, "--drain-time-s", str(DRAIN_TIME_S),
-            "--parent-shutdown-time-s", str(PARENT_SHUTDOWN_TIME_S)]
+    argv = [
+        binary,
+        "-c",
+        config,
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        log_level,
+        "--log-path",
+        log_path,
+        "--drain-time-s",
+        str(DRAIN_TIME_S),
+        "--parent-shutdown-time-s",
+        str(PARENT_SHUTDOWN_TIME_S),
+    ]
     if base_id is None:
         argv += ["--use-dynamic-base-id", "--base-id-path", base_id_path]
     else:
@@ -214,8 +271,15 @@ class Starting:
     def record(self, **kw: object) -> ProcRecord:
         """The state record, with the command line as the kernel reports it now that it is running."""
         cmd = read_cmdline(self.pid) or list(self.argv)
-        return ProcRecord(role=self.role, name=self.name, pid=self.pid, cmdline=cmd, log=self.log,
-                          argv=list(self.argv), **kw)  # type: ignore[arg-type]
+        return ProcRecord(
+            role=self.role,
+            name=self.name,
+            pid=self.pid,
+            cmdline=cmd,
+            log=self.log,
+            argv=list(self.argv),
+            **kw,  # type: ignore[arg-type]
+        )
 
 
 _DETACH_SCRIPT = 'setsid "$@" < /dev/null >> "$LOADGEN_LAB_LOG" 2>&1 & echo $!'
@@ -232,16 +296,34 @@ def _spawn_detached(name: str, argv: Sequence[str], log: str, cwd: str | None, e
     """
     env = dict(env, LOADGEN_LAB_LOG=log)
     try:
-        r = subprocess.run(["/bin/sh", "-c", _DETACH_SCRIPT, "sh", *argv], env=env, cwd=cwd,
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+        r = subprocess.run(
+            ["/bin/sh", "-c", _DETACH_SCRIPT, "sh", *argv],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return int(r.stdout.strip())
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         raise RunError(f"{name}: cannot start {argv[0]}: {exc}") from None
 
 
-def spawn(name: str, role: str, argv: Sequence[str], log: str, *, probe_port: int, probe_path: str,
-          cwd: str | None = None, extra_logs: Sequence[str] = (), expect_epoch: int | None = None,
-          python_env: bool = False, detach: bool = True) -> Starting:
+def spawn(
+    name: str,
+    role: str,
+    argv: Sequence[str],
+    log: str,
+    *,
+    probe_port: int,
+    probe_path: str,
+    cwd: str | None = None,
+    extra_logs: Sequence[str] = (),
+    expect_epoch: int | None = None,
+    python_env: bool = False,
+    detach: bool = True,
+) -> Starting:
     """Start ``argv`` in its own session/process group, stdout+stderr appended to ``log``.
 
     ``detach`` (the default) makes it a grandchild, see :func:`_spawn_detached`; without it (or
@@ -250,20 +332,44 @@ def spawn(name: str, role: str, argv: Sequence[str], log: str, *, probe_port: in
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     if detach and shutil.which("setsid") and os.path.exists("/bin/sh"):
         pid = _spawn_detached(name, argv, log, cwd, _child_env() if python_env else dict(os.environ))
-        return Starting(name=name, role=role, proc=None, pid=pid, log=log, argv=list(argv),
-                        probe_port=probe_port, probe_path=probe_path, extra_logs=list(extra_logs),
-                        expect_epoch=expect_epoch)
+        return Starting(
+            name=name,
+            role=role,
+            proc=None,
+            pid=pid,
+            log=log,
+            argv=list(argv),
+            probe_port=probe_port,
+            probe_path=probe_path,
+            extra_logs=list(extra_logs),
+            expect_epoch=expect_epoch,
+        )
     with open(log, "ab") as out:
         try:
             proc = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                start_new_session=True, close_fds=True, env=_child_env() if python_env else None,
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+                env=_child_env() if python_env else None,
             )
         except OSError as exc:
             raise RunError(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
-    return Starting(name=name, role=role, proc=proc, pid=proc.pid, log=log, argv=list(argv),
-                    probe_port=probe_port,
-                    probe_path=probe_path, extra_logs=list(extra_logs), expect_epoch=expect_epoch)
+    return Starting(
+        name=name,
+        role=role,
+        proc=proc,
+        pid=proc.pid,
+        log=log,
+        argv=list(argv),
+        probe_port=probe_port,
+        probe_path=probe_path,
+        extra_logs=list(extra_logs),
+        expect_epoch=expect_epoch,
+    )
 
 
 def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes] | None:
@@ -327,8 +433,13 @@ def wait_ready(children: Sequence[Starting], timeout: float) -> None:
 def validate_config(binary: str, config: str, timeout: float = 30.0) -> None:
     """``envoy --mode validate``; a rejected config raises :class:`UsageError` with Envoy's own lines."""
     try:
-        r = subprocess.run([binary, "--mode", "validate", "-c", config, "--log-level", "warn"],
-                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [binary, "--mode", "validate", "-c", config, "--log-level", "warn"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         raise RunError(f"envoy --mode validate did not finish within {timeout:g} s") from None
     if r.returncode != 0:
@@ -359,7 +470,7 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    rest = raw[raw.rfind(")") + 2:].split()
+    rest = raw[raw.rfind(")") + 2 :].split()
     return rest[0], int(rest[2]), int(rest[3])
 
 

@@ -1,4 +1,4 @@
-"""``loadgen lab up/status/config/apply/down`` end to end: real Envoy, real httpbin/gunicorn, the built-in app.
+"""``loadgen lab up/status/config/apply/down`` end to end: real Envoy, httpbin under gunicorn, the app.
 
 Each test has its own state directory; whatever it started is killed at teardown by the PIDs recorded
 in that directory's ``lab.json`` and by the PIDs of any process whose command line mentions the
@@ -154,11 +154,19 @@ def run_cli(sd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     """``python -m loadgen.lab.cli ARGS -state-dir SD`` as a user would run it (a separate process)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("LOADGEN_LAB_DIR", None)
-    return subprocess.run([sys.executable, "-m", "loadgen.lab.cli", *args, "-state-dir", str(sd)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen.lab.cli", *args, "-state-dir", str(sd)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(ROOT),
+    )
 
 
-def get(url: str, headers: dict[str, str] | None = None, timeout: float = 20) -> tuple[int, dict[str, str], str]:
+def get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 20
+) -> tuple[int, dict[str, str], str]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -207,9 +215,11 @@ def test_up_status_config_traffic_down_with_httpbin(lab_dir: Path, tmp_path: Pat
 
     r = run_cli(lab_dir, "config")
     assert r.returncode == 0
-    for c in ("outbound|8000|v1|httpbin.default.svc.cluster.local",
-              "outbound|8000|v2|httpbin.default.svc.cluster.local",
-              "outbound|8000||httpbin.default.svc.cluster.local"):
+    for c in (
+        "outbound|8000|v1|httpbin.default.svc.cluster.local",
+        "outbound|8000|v2|httpbin.default.svc.cluster.local",
+        "outbound|8000||httpbin.default.svc.cluster.local",
+    ):
         assert c in r.stdout
     assert r.stdout == Path(lab.envoy.config_path).read_text()
 
@@ -243,10 +253,14 @@ def test_stale_state_is_reported_and_replaced(lab_dir: Path, tmp_path: Path) -> 
     dead = subprocess.Popen(["true"])
     dead.wait()
     lab = st.LabState(
-        state_dir=str(lab_dir), admin_url="http://127.0.0.1:9", services={}, listeners={},
+        state_dir=str(lab_dir),
+        admin_url="http://127.0.0.1:9",
+        services={},
+        listeners={},
         envoy=st.EnvoyInfo(binary="envoy", base_id=1, epoch=0, concurrency=1, config_path="x", admin_port=9),
         procs=[st.ProcRecord(role="envoy", name="envoy (epoch 0)", pid=dead.pid, cmdline=["envoy"], log="")],
-        sources=[])
+        sources=[],
+    )
     st.save(lab)
     r = run_cli(lab_dir, "status")
     assert r.returncode == 1
@@ -278,8 +292,9 @@ def test_missing_yaml_is_exit_2_one_line(lab_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "-f" in r.stderr
 
 
-def test_envoy_rejecting_the_config_shows_envoys_log(lab_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_envoy_rejecting_the_config_shows_envoys_log(
+    lab_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from loadgen.lab import render
 
     real = render.render
@@ -339,8 +354,11 @@ def test_bookinfo_chain_routing_apply_and_the_labs_delay_finding(lab_dir: Path, 
     # productpage -> reviews -> ratings, every hop through the lab's Envoy
     status, h, body = get(page, {"end-user": "jason"})
     assert status == 200, body
-    assert (h["x-lab-version"], h["x-lab-reviews"], h["x-lab-ratings"]) == \
-        ("productpage-v1", "reviews-v2", "ratings-v1")
+    assert (h["x-lab-version"], h["x-lab-reviews"], h["x-lab-ratings"]) == (
+        "productpage-v1",
+        "reviews-v2",
+        "ratings-v1",
+    )
     assert "black stars" in body
     status, h, body = get(page)
     assert status == 200 and h["x-lab-reviews"] == "reviews-v1" and "stars" not in body
@@ -360,8 +378,9 @@ def test_bookinfo_chain_routing_apply_and_the_labs_delay_finding(lab_dir: Path, 
     lab2 = st.load(lab_dir)
     assert lab2 is not None and lab2.envoy.epoch == 1 and lab2.admin_url == lab.admin_url
     assert st.proc_status(old_envoy) == "dead"
-    assert sorted(p.pid for p in lab2.procs if p.role == "upstream") == \
-        sorted(p.pid for p in lab.procs if p.role == "upstream")
+    assert sorted(p.pid for p in lab2.procs if p.role == "upstream") == sorted(
+        p.pid for p in lab.procs if p.role == "upstream"
+    )
     status, h, body = get(page)
     assert status == 200 and h["x-lab-reviews"] == "reviews-v3" and "red stars" in body
 

