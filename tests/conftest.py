@@ -75,6 +75,29 @@ def closed_port() -> int:
     return refused_port()
 
 
+@pytest.fixture
+def blackhole_port() -> Iterator[int]:
+    """A port whose accept queue is full: new connects hang in SYN_SENT (a connect timeout)."""
+    import socket
+    import time
+
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port: int = lsock.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+    time.sleep(0.05)
+    yield port
+    for f in fillers:
+        f.close()
+    lsock.close()
+
+
 def request_bytes(port: int, path: str = "/", method: str = "GET", extra: str = "") -> bytes:
     return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: loadgen-test\r\n"
             f"{extra}\r\n").encode()

@@ -545,3 +545,21 @@ def test_ipv6_loopback() -> None:
         ls.close()
     assert r.codes == {200: 3} and r.sockets == [1]
     consistent(r)
+
+
+def test_connect_timeout_on_full_backlog() -> None:
+    # a listener that never accepts, with a backlog of 0: Linux queues one connection and drops
+    # the other SYNs, so those connects never complete and must time out
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    try:
+        r = run(cfg_for(ls.getsockname()[1], n=4, c=4, timeout_s=0.3))
+    finally:
+        ls.close()
+    assert r.count == 4 and r.codes == {-1: 4}
+    assert r.errors.get("connect_timeout", 0) >= 2
+    assert set(r.errors) <= {"connect_timeout", "timeout"}
+    assert r.connect_time.count == sum(r.sockets) == r.errors.get("timeout", 0)
+    assert r.service.min >= 0.29e9 and r.service.max < 1.5e9
+    consistent(r)

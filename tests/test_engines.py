@@ -249,6 +249,32 @@ def test_read_timeout(any_engine: ModuleType, scripted) -> None:
     check_consistent(r)
 
 
+def test_connect_timeout(any_engine: ModuleType, blackhole_port: int) -> None:
+    t0 = time.monotonic()
+    r = run(any_engine, make_cfg(blackhole_port, n=2, c=2, timeout_s=0.4))
+    took = time.monotonic() - t0
+    assert r.codes == {-1: 2}
+    assert r.errors == {"connect_timeout": 2}
+    assert 0.35 <= took < 2.0
+    assert sum(r.sockets) == 0
+    check_consistent(r)
+
+
+def test_slow_drip_response_times_out(engine: ModuleType, scripted) -> None:
+    """The timeout bounds the whole response, not each read."""
+    def drip(req: Request) -> list[Step]:
+        steps: list[Step] = [b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n"]
+        for _ in range(20):
+            steps += [Sleep(0.05), b"x"]
+        return steps
+
+    srv = scripted(drip)
+    t0 = time.monotonic()
+    r = run(engine, make_cfg(srv.port, n=1, c=1, timeout_s=0.3))
+    assert r.errors == {"timeout": 1}
+    assert time.monotonic() - t0 < 0.9
+
+
 def test_reset_mid_body(engine: ModuleType, scripted) -> None:
     srv = scripted(lambda req: [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", Sleep(0.01), RESET])
     r = run(engine, make_cfg(srv.port, n=3, c=1))
@@ -281,6 +307,32 @@ def test_keepalive_retry(engine: ModuleType, scripted) -> None:
     assert r.retries >= 1
     assert r.sockets == [5]
     assert len(srv.requests) == 5
+
+
+def test_keepalive_retry_after_idle_reset(engine: ModuleType, scripted) -> None:
+    """The server resets idle connections shortly after the response: retried, not counted."""
+    srv = scripted(lambda req: [OK, Sleep(0.03), RESET])
+    r = run(engine, make_cfg(srv.port, n=4, c=1, qps=20, duration=0.0))  # 50 ms apart
+    assert r.codes == {200: 4}
+    assert r.errors == {}
+    assert r.sockets == [4]
+    # an engine may notice the reset while the socket is idle (no retry needed) or on reuse (retried)
+    assert 0 <= r.retries <= 3
+
+
+def test_large_body_and_post(engine: ModuleType, scripted) -> None:
+    body = bytes(range(256)) * 1200  # 300 KB
+    resp = response(200, body)
+    srv = scripted(lambda req: [resp[:1000], Sleep(0.002), resp[1000:]])
+    payload = "p" * 5000
+    cfg = make_cfg(srv.port, "/upload", n=4, c=2, method="POST",
+                   extra=f"Content-Length: {len(payload)}\r\n")
+    cfg = replace(cfg, request=cfg.request + payload.encode())
+    r = run(engine, cfg)
+    assert r.codes == {200: 4} and r.errors == {}
+    assert r.total_size.min == r.total_size.max == len(resp)
+    assert r.sockets == [1, 1]
+    assert [q.method for q in srv.requests] == ["POST"] * 4
 
 
 def test_overloaded_per_code(any_engine: ModuleType, scripted) -> None:
@@ -350,6 +402,20 @@ def test_stop_drain_abandons_after_timeout(engine: ModuleType, scripted) -> None
     # the calls either timed out (1.5 s after their send) or were abandoned at the drain's end
     assert r.abandoned + r.errors.get("timeout", 0) == 2
     assert 1.0 <= took <= 2.5
+
+
+def test_stop_while_waiting_for_a_slot(any_engine: ModuleType, scripted) -> None:
+    """Connections sleeping until their next slot stop at once."""
+    srv = scripted(ok_script())
+    h = any_engine.start(make_cfg(srv.port, c=2, qps=1, duration=0.0))  # a slot every 2 s per conn
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    h.stop()
+    assert h.wait(2.0)
+    assert time.monotonic() - t0 < 0.5
+    r = h.result()
+    assert r.codes == {200: 2} and r.interrupted and r.abandoned == 0
+    assert h.progress().done == 2
 
 
 def test_abort_abandons_in_flight(engine: ModuleType, scripted) -> None:

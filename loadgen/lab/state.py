@@ -200,6 +200,19 @@ def read_cmdline(pid: int) -> list[str] | None:
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
 
 
+def pid_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (no such process, or a zombie). Reads ``/proc/PID/stat``.
+
+    (Not ``cmdline``: that reads empty for a moment while a process is in ``execve``.)
+    """
+    _reap(pid)
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return raw[raw.rfind(")") + 2 :].split()[0] in ("Z", "X")
+
+
 def _reap(pid: int) -> None:
     """Reap ``pid`` if it is our own exited child (a test that ran ``up`` in-process)."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -208,8 +221,9 @@ def _reap(pid: int) -> None:
 
 def proc_status(rec: ProcRecord) -> str:
     """``running``, ``dead`` or ``foreign`` (the PID now runs something else)."""
-    _reap(rec.pid)
-    cmd = read_cmdline(rec.pid)
-    if cmd is None:
+    if pid_gone(rec.pid):
         return "dead"
+    cmd = read_cmdline(rec.pid)
+    if cmd is None:  # exec in progress at this very moment: not the recorded command line
+        return "foreign"
     return "running" if cmd == rec.cmdline else "foreign"

@@ -49,7 +49,7 @@ from pathlib import Path
 import loadgen
 from loadgen.errors import RunError, UsageError
 from loadgen.lab.ports import HOST
-from loadgen.lab.state import ProcRecord, proc_status, read_cmdline
+from loadgen.lab.state import ProcRecord, pid_gone, proc_status, read_cmdline
 
 INSTALL_HINT = "pip install 'loadgen[lab]'"
 KINDS = ("httpbin", "app", "serve")
@@ -258,9 +258,7 @@ class Starting:
         """The exit code once it exited (-1 when detached and gone: the code is not ours to read)."""
         if self.proc is not None:
             return self.proc.poll()
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(self.pid, os.WNOHANG)
-        return None if read_cmdline(self.pid) is not None else -1
+        return -1 if pid_gone(self.pid) else None
 
     def log_lines(self) -> list[str]:
         lines: list[str] = []
