@@ -35,9 +35,9 @@ from typing import Any
 
 import httpx
 
-from loadgen._engine_py import Outcome, Run, _Conn, kind_of_oserror
+from loadgen._engine_py import Outcome, Run, _Conn, kind_of_oserror, validate
 from loadgen.engine_api import EngineConfig
-from loadgen.errors import RunError, UsageError
+from loadgen.errors import UsageError
 
 __all__ = ["HttpxRun", "map_exception", "start"]
 
@@ -185,8 +185,7 @@ def start(cfg: EngineConfig) -> HttpxRun:
     """Start a run on a new thread; raises :class:`UsageError` when HTTP/2 support is missing."""
     if cfg.http2 and importlib.util.find_spec("h2") is None:
         raise UsageError("HTTP/2 needs the h2 package: pip install 'httpx[http2]'")
-    if cfg.connections < 1:
-        raise RunError("the engine needs at least one connection")
+    validate(cfg, raw=not cfg.url)
     run = HttpxRun(cfg)
     run.begin()
     return run

@@ -7,14 +7,15 @@ implemented here in plain Python, in the order the contract states it; the C eng
 
 This module is the engine only: it takes a resolved :class:`EngineConfig` and returns an
 :class:`EngineResult`. It does not parse options, render reports or choose engines, and it is not
-fast (about 30-60 µs of CPU per request); ``cfg.threads`` is ignored (one loop, all connections
-concurrent).
+fast (tens of µs of CPU per request: about 6 k requests/s at c=4 against an in-process test
+server); ``cfg.threads`` is ignored (one loop, all connections concurrent).
 
 Layout
     :class:`_Wire`        buffered reads that count every byte and know whether any arrived
-    :func:`_read_response`  HTTP/1.x response framing (1xx, HEAD, 204/304, chunked, length, close)
+    :func:`read_response` HTTP/1.x response framing (1xx, HEAD, 204/304, chunked, length, close)
     :class:`Run`          schedule, stop/abort, recording; ``_call`` does one request and is what
-                          :mod:`loadgen._engine_httpx` overrides.
+                          :mod:`loadgen._engine_httpx` overrides
+    :func:`validate`      the config checks shared with the C engine (:class:`UsageError`)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import json
 import math
 import random
@@ -31,11 +33,11 @@ from dataclasses import dataclass
 from typing import IO
 
 from loadgen.engine_api import ERROR_KINDS, EngineConfig, EngineResult, Progress, is_ok
-from loadgen.errors import RunError
+from loadgen.errors import RunError, UsageError
 from loadgen.recorder import Second, merge_timelines, timeline_index
 from loadgen.schedule import next_slot, period_s, slot_time
 
-__all__ = ["Outcome", "Run", "start"]
+__all__ = ["Outcome", "Run", "start", "validate"]
 
 MAX_HEAD = 1 << 20  # a header block over 1 MiB is malformed
 READ_CHUNK = 65536
@@ -227,13 +229,11 @@ class _Conn:
 
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
-    uses: int = 0  # responses read on the current socket
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.transport.abort()  # no lingering half-close; the socket is gone
         self.reader = self.writer = None
-        self.uses = 0
 
 
 class Run:
@@ -305,7 +305,10 @@ class Run:
 
     def progress(self) -> Progress:
         start = self._start_ns
-        elapsed = (time.monotonic_ns() - start) / NS if start else 0.0
+        if self._done.is_set():
+            elapsed = self.res.elapsed_ns / NS
+        else:
+            elapsed = (time.monotonic_ns() - start) / NS if start else 0.0
         return Progress(done=self._n_done, errors=self._n_err, elapsed_s=elapsed)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -368,6 +371,8 @@ class Run:
                     self.res.interrupted = True
                 await asyncio.wait({everything, abort_w}, timeout=self.cfg.timeout_s,
                                    return_when=asyncio.FIRST_COMPLETED)
+                if self._stop_requested:
+                    self.res.interrupted = True
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -470,7 +475,7 @@ class Run:
             kind = kind_of_oserror(exc)
             raise CallError("connect_timeout" if kind == "timeout" else
                             kind if kind in ("connect_refused", "reset") else "other") from exc
-        conn.reader, conn.writer, conn.uses = reader, writer, 0
+        conn.reader, conn.writer = reader, writer
         self.res.sockets[j] += 1
         self.res.connect_time.record(time.monotonic_ns() - t0)
 
@@ -510,7 +515,6 @@ class Run:
                     self.res.retries += 1
                     continue
                 return Outcome(-1, err.head_size, err.nbytes, False, err.kind), t_send
-            conn.uses += 1
             if resp.close or not cfg.keepalive or not is_ok(resp.code):
                 conn.close()
             return Outcome(resp.code, resp.head_size, resp.total_size, resp.overloaded), t_send
@@ -561,10 +565,29 @@ class Run:
             self._stop_evt.set()
 
 
+def validate(cfg: EngineConfig, *, raw: bool = True) -> None:
+    """Reject configs no engine can run (:class:`UsageError`); the C engine checks the same."""
+    n = cfg.connections
+    if n < 1:
+        raise UsageError(f"connections must be >= 1, got {n}")
+    if (cfg.calls and len(cfg.calls) != n) or (cfg.offsets and len(cfg.offsets) != n):
+        raise UsageError(f"calls/offsets must have one entry per connection ({n})")
+    if cfg.timeout_s <= 0 or math.isnan(cfg.timeout_s):
+        raise UsageError(f"timeout must be > 0, got {cfg.timeout_s}")
+    if math.isnan(cfg.qps):
+        raise UsageError("qps must be a number")
+    if raw:
+        if not cfg.request:
+            raise UsageError("request must be non-empty bytes")
+        try:
+            ipaddress.ip_address(cfg.host)
+        except ValueError:
+            raise UsageError(f"the engine needs a numeric IP address, got {cfg.host!r}") from None
+        if not 0 < cfg.port < 65536:
+            raise UsageError(f"bad port {cfg.port}")
+
+
 def start(cfg: EngineConfig) -> Run:
     """Start a run on a new thread and return its handle (an :class:`EngineHandle`)."""
-    if cfg.connections < 1:
-        raise RunError("the engine needs at least one connection")
-    if math.isnan(cfg.qps):
-        raise RunError("qps is NaN")
+    validate(cfg)
     return Run(cfg).begin()

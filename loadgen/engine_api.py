@@ -44,7 +44,8 @@ Requests and responses
     sizes in hex, extensions and trailers allowed), ``Content-Length``, otherwise read until
     close. ``x-envoy-overloaded`` present (any value) counts the response in
     ``overloaded[code]``. ``header_size`` records the bytes of the status line and headers
-    (including the final CRLF CRLF, and any interim 1xx heads before it), ``total_size`` all bytes of the response on the wire.
+    (including the final CRLF CRLF, and any interim 1xx heads before it), ``total_size`` all
+    bytes of the response on the wire.
     After a response the connection is closed (and reopened for the next request) when the
     response said ``Connection: close``, was HTTP/1.0 without ``Connection: keep-alive``, was
     close-delimited, when ``keepalive`` is false, or when the status is not OK (OK is 2xx or 418;

@@ -50,6 +50,7 @@ class LoadOptions:
     envoy_admin: str = ""
     envoy_cluster: str = ""
     stats_interval_s: float = 1.0
+    report_path: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -102,4 +103,5 @@ LOAD_FLAGS: tuple[Flag, ...] = (
     Flag("envoy-admin", "envoy_admin", "str", "", "Envoy admin URL: snapshot its stats around the run and reconcile"),
     Flag("envoy-cluster", "envoy_cluster", "str", "", "Regex of the Envoy clusters to report (default: all)"),
     Flag("stats-interval", "stats_interval_s", "duration", "1s", "Envoy stats snapshot interval during the run"),
+    Flag("report", "report_path", "str", "", "Also write a self-contained HTML (or .md) report of this run"),
 )

@@ -70,6 +70,7 @@ def prepare(opts: LoadOptions) -> Prepared:
     _check_writable(opts.json_path, "-json file")
     _check_writable(opts.hdr_out, "-hdr-out file")
     _check_writable(opts.access_log_file, "-access-log-file")
+    _check_writable(opts.report_path, "-report file")
     if opts.auto_save and not os.path.isdir(opts.data_dir):
         raise UsageError(f"-data-dir {opts.data_dir!r} does not exist")
     ip = resolve(target)
@@ -258,6 +259,11 @@ def write_outputs(result: RunResult, opts: LoadOptions, err: TextIO, out: TextIO
         err.write(report_text.wrote_json_line(n, path) + "\n")
     if opts.hdr_out:
         write_hdr_log(result, opts.hdr_out)
+    if opts.report_path:
+        from loadgen.report import write_single_run_report
+
+        write_single_run_report(result, opts.report_path)
+        err.write(f"Wrote the report to {opts.report_path}\n")
 
 
 def write_hdr_log(result: RunResult, path: str) -> None:

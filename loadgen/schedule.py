@@ -26,7 +26,8 @@ class Plan:
 def plan(connections: int, qps: float, duration_s: float, exactly: int, uniform: bool) -> Plan:
     """Split a run as fortio does.
 
-    * ``exactly > 0``: ``exactly // c`` calls each, the remainder to connection 0; no end time.
+    * ``exactly > 0``: ``exactly // c`` calls each, the remainder to connection 0; no end time
+      (in qps mode connections are lowered first when ``2 * c`` exceeds ``exactly``, as fortio does).
     * ``qps > 0`` and ``duration_s > 0``: ``floor(qps * t / c)`` calls each (remainder dropped),
       slots stretched so the last lands at the end, at least 2 calls in total (fortio's minimum),
       connections lowered when ``2 * c`` exceeds the total calls.
@@ -35,6 +36,8 @@ def plan(connections: int, qps: float, duration_s: float, exactly: int, uniform:
     c = max(1, connections)
     lowered = 0
     if exactly > 0:
+        if qps > 0 and 2 * c > exactly:  # fortio's runQPSSetup lowers -c for -n in qps mode too
+            lowered, c = c, max(1, exactly // 2)
         per, rem = divmod(exactly, c)
         calls = tuple(per + (rem if j == 0 else 0) for j in range(c))
         stretch = False
@@ -80,7 +83,8 @@ def slot_time(k: int, period: float, calls: int, stretch: bool) -> float:
     return k * period
 
 
-def next_slot(k: int, now_rel: float, period: float, calls: int, stretch: bool, catchup: bool) -> tuple[int, float]:
+def next_slot(k: int, now_rel: float, period: float, calls: int, stretch: bool,
+              catchup: bool) -> tuple[int, float]:
     """The slot to use next when the connection is idle at ``now_rel`` (relative to its offset).
 
     Returns ``(k', t')``: with catch-up, ``k' = k`` (send at once if late); without, the first

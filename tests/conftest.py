@@ -1,4 +1,4 @@
-"""Shared fixtures: engines to parametrize over, in-test servers, and run helpers.
+"""Shared fixtures: engines to parametrize over and in-test servers (helpers are in ``servers.py``).
 
 ``engine`` runs a test on every raw HTTP/1 engine ("py" always, "c" when ``loadgen._core`` is
 built); ``any_engine`` adds "httpx" for the tests whose semantics it shares. Servers bind to
@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,10 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import Gunicorn, Script, ScriptedServer, refused_port  # noqa: E402
-
-from loadgen.engine_api import EngineConfig, EngineResult  # noqa: E402
-from loadgen.schedule import plan  # noqa: E402
+from servers import Gunicorn, Script, ScriptedServer, refused_port, self_signed_cert  # noqa: E402
 
 _MODULES = {"py": "loadgen._engine_py", "c": "loadgen._core", "httpx": "loadgen._engine_httpx"}
 
@@ -70,6 +66,20 @@ def httpbin() -> Iterator[Gunicorn]:
     g.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_context(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server-side SSLContext with a fresh self-signed certificate for 127.0.0.1."""
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available")
+    cert, key = self_signed_cert(str(tmp_path_factory.mktemp("tls")))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 @pytest.fixture
 def closed_port() -> int:
     return refused_port()
@@ -96,30 +106,3 @@ def blackhole_port() -> Iterator[int]:
     for f in fillers:
         f.close()
     lsock.close()
-
-
-def request_bytes(port: int, path: str = "/", method: str = "GET", extra: str = "") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: loadgen-test\r\n"
-            f"{extra}\r\n").encode()
-
-
-def make_cfg(port: int, path: str = "/", *, c: int = 1, n: int = 0, qps: float = 0.0, duration: float = 0.0,
-             uniform: bool = False, method: str = "GET", extra: str = "", **kw: Any) -> EngineConfig:
-    """A config the way the runner builds one: request bytes + :func:`loadgen.schedule.plan`."""
-    p = plan(c, qps, duration, n, uniform)
-    cfg = EngineConfig(host="127.0.0.1", port=port, request=request_bytes(port, path, method, extra),
-                       head=method == "HEAD", connections=p.connections, qps=qps, calls=p.calls,
-                       offsets=p.offsets, stretch=p.stretch, end_s=p.end_s, timeout_s=2.0,
-                       url=f"http://127.0.0.1:{port}{path}", method=method)
-    return replace(cfg, **kw)
-
-
-def run(engine: ModuleType, cfg: EngineConfig, limit: float = 10.0) -> EngineResult:
-    """Start, wait (bounded), return the result; a run that does not end is aborted and fails."""
-    h = engine.start(cfg)
-    if not h.wait(limit):
-        h.abort()
-        h.wait(5)
-        pytest.fail(f"engine run did not end within {limit}s")
-    res: EngineResult = h.result()
-    return res

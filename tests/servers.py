@@ -1,10 +1,12 @@
-"""In-test servers on 127.0.0.1: a scripted raw-socket HTTP server, httpbin under gunicorn, a refused port.
+"""In-test servers on 127.0.0.1 (scripted raw HTTP, httpbin under gunicorn, a refused port), run helpers.
 
 :class:`ScriptedServer` lets a test say exactly which bytes go back for each request (and when, and
 how the socket ends), which is how byte-level framing and error cases are tested. It is not an
 HTTP implementation: it reads a request head (plus a ``Content-Length`` body) and runs the
 test's script. :class:`Gunicorn` runs the real httpbin app. Both are stopped by the fixtures in
-``conftest.py`` (threads joined, the subprocess stopped by its PID).
+``conftest.py`` (threads joined, the subprocess stopped by its PID). :func:`make_cfg` and :func:`run`
+build an :class:`EngineConfig` the way the runner does and run it with a bound on time. (They live here,
+not in ``conftest.py``, because ``from conftest import`` is ambiguous with several conftest files.)
 """
 
 from __future__ import annotations
@@ -14,13 +16,21 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from loadgen.engine_api import EngineConfig, EngineResult
+from loadgen.schedule import plan
 
 # --- script steps ---------------------------------------------------------------------------
 # A script is what the server does for one request: a list of steps.
@@ -80,6 +90,7 @@ class ScriptedServer:
 
     script: Script
     on_accept: Callable[[int], bool] = lambda conn: True
+    tls: ssl.SSLContext | None = None  # serve https with this server-side context
     port: int = 0
     connections: int = 0
     requests: list[Request] = field(default_factory=list)
@@ -165,6 +176,15 @@ class ScriptedServer:
         return head
 
     def _serve(self, c: socket.socket, conn: int) -> None:
+        if self.tls is not None:
+            c.settimeout(2.0)
+            try:
+                c = self.tls.wrap_socket(c, server_side=True)
+            except (OSError, ssl.SSLError):  # e.g. the client rejected our certificate
+                c.close()
+                return
+            with self._lock:
+                self._clients.append(c)
         c.settimeout(0.05)
         buf = bytearray()
         index = 0
@@ -250,3 +270,40 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+
+def self_signed_cert(directory: str) -> tuple[str, str]:
+    """(cert, key) PEM paths for CN/SAN 127.0.0.1, made with the openssl CLI."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+# --- running engines ---------------------------------------------------------------------------
+def request_bytes(port: int, path: str = "/", method: str = "GET", extra: str = "") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: loadgen-test\r\n"
+            f"{extra}\r\n").encode()
+
+
+def make_cfg(port: int, path: str = "/", *, c: int = 1, n: int = 0, qps: float = 0.0, duration: float = 0.0,
+             uniform: bool = False, method: str = "GET", extra: str = "", **kw: Any) -> EngineConfig:
+    """A config the way the runner builds one: request bytes + :func:`loadgen.schedule.plan`."""
+    p = plan(c, qps, duration, n, uniform)
+    cfg = EngineConfig(host="127.0.0.1", port=port, request=request_bytes(port, path, method, extra),
+                       head=method == "HEAD", connections=p.connections, qps=qps, calls=p.calls,
+                       offsets=p.offsets, stretch=p.stretch, end_s=p.end_s, timeout_s=2.0,
+                       url=f"http://127.0.0.1:{port}{path}", method=method)
+    return replace(cfg, **kw)
+
+
+def run(engine: ModuleType, cfg: EngineConfig, limit: float = 10.0) -> EngineResult:
+    """Start, wait (bounded), return the result; a run that does not end is aborted and fails."""
+    h = engine.start(cfg)
+    if not h.wait(limit):
+        h.abort()
+        h.wait(5)
+        pytest.fail(f"engine run did not end within {limit}s")
+    res: EngineResult = h.result()
+    return res

@@ -14,8 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import make_cfg, run
-from servers import CLOSE, HANG, RESET, Request, Sleep, Step, ok_script, response
+from servers import CLOSE, HANG, RESET, Request, Sleep, Step, make_cfg, ok_script, refused_port, response, run
 
 from loadgen.engine_api import EngineConfig, EngineResult, is_ok
 from loadgen.schedule import plan
@@ -578,4 +577,46 @@ def test_jitter_keeps_the_rate(engine: ModuleType, scripted) -> None:
     assert r.sleep_count == r.count
     # waits of ~20 ms jittered by ±10 %: the longest is above 18 ms, none above 22 ms + slack
     assert 0.018e9 <= r.sleep_max <= 0.025e9
+    check_consistent(r)
+
+
+@pytest.mark.parametrize("bad", [
+    {"connections": 0},
+    {"calls": (1, 2)},
+    {"timeout_s": 0.0},
+    {"host": "localhost"},
+    {"port": 70000},
+    {"request": b""},
+])
+def test_bad_config_is_a_usage_error(engine: ModuleType, bad: dict[str, object]) -> None:
+    from loadgen.errors import UsageError
+
+    cfg = replace(make_cfg(refused_port(), n=3, c=1), **bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        engine.start(cfg)
+
+
+def test_unwritable_access_log_is_a_run_error(engine: ModuleType, tmp_path: Path) -> None:
+    from loadgen.errors import RunError
+
+    cfg = make_cfg(refused_port(), n=1, c=1, access_log_path=str(tmp_path / "missing-dir" / "log.jsonl"))
+    with pytest.raises(RunError):
+        engine.start(cfg)
+
+
+@pytest.mark.parametrize("insecure", [True, False])
+def test_httpx_https(scripted, tls_context, insecure: bool) -> None:
+    """https through the httpx engine: -k accepts the self-signed certificate, verification rejects it."""
+    from loadgen import _engine_httpx
+
+    srv = scripted(lambda req: [OK], tls=tls_context)
+    cfg = make_cfg(srv.port, "/tls", n=4, c=2, url=f"https://127.0.0.1:{srv.port}/tls", tls_insecure=insecure)
+    r = run(_engine_httpx, cfg)
+    if insecure:
+        assert r.codes == {200: 4} and r.errors == {}
+        assert [q.path for q in srv.requests] == ["/tls"] * 4
+        assert 1 <= sum(r.sockets) <= 2
+    else:
+        assert r.codes == {-1: 4} and r.errors == {"other": 4}
+        assert srv.requests == []
     check_consistent(r)

@@ -27,6 +27,20 @@ def test_exactly_remainder_to_connection_0(n: int, c: int, calls: tuple[int, ...
     assert p.connections == c and p.lowered_from == 0
 
 
+@pytest.mark.parametrize(("n", "c", "newc", "calls"), [
+    (5, 4, 2, (3, 2)),  # fortio: 2*4 > 5 -> 2 threads, 2 each + 1 left over to thread 0
+    (3, 4, 1, (3,)),
+    (1, 3, 1, (1,)),  # exactly 1 call stays 1 call (fortio adds the negative leftover back)
+    (8, 4, 4, (2, 2, 2, 2)),
+])
+def test_exactly_in_qps_mode_lowers_connections(n: int, c: int, newc: int, calls: tuple[int, ...]) -> None:
+    p = plan(c, 10, 0, n, False)
+    assert p.connections == newc and p.calls == calls and p.total == n
+    assert p.lowered_from == (c if newc != c else 0)
+    # max speed (-qps 0) never lowers (fortio's runMaxQPSSetup)
+    assert plan(c, 0, 0, n, False).connections == c
+
+
 def test_exactly_ignores_duration() -> None:
     p = plan(2, 10, 30, 7, False)
     assert p.calls == (4, 3) and p.end_s == 0 and not p.stretch

@@ -20,6 +20,7 @@ commands:
   curl [flags] URL     fetch once and print the response (same as load -curl)
   serve [flags]        run the echo test server on 127.0.0.1 (fortio's echo query params)
   stats ADMIN_URL      print Envoy's circuit-breaker, outlier and fault stats per cluster
+  report RUNS... -o F  one offline HTML (and -md) report over run JSON files: verdicts, charts, tables
   lab SUBCOMMAND       a local Envoy lab from Istio YAML: up, status, apply, config, show, run, down
   version              print the version
   help [COMMAND]       this text, or a command's flags
@@ -56,6 +57,12 @@ def _cmd_lab(argv: list[str]) -> int:
     return lab_main(argv)
 
 
+def _cmd_report(argv: list[str]) -> int:
+    from loadgen.report import report_main
+
+    return report_main(argv)
+
+
 def _cmd_version(argv: list[str]) -> int:
     from loadgen.version import __version__
 
@@ -79,6 +86,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "serve": _cmd_serve,
     "stats": _cmd_stats,
     "lab": _cmd_lab,
+    "report": _cmd_report,
     "version": _cmd_version,
     "help": _cmd_help,
 }

@@ -21,9 +21,9 @@ also writes it there; ``-json -`` prints only the JSON). Ports are free ones unl
 Upstream kinds. A service named ``httpbin`` runs httpbin under gunicorn; any other service runs
 the built-in Bookinfo-shaped app (:mod:`loadgen.lab.apps`). The ``-topology`` file may choose,
 per service, ``kind: httpbin | app | serve`` (``serve`` is ``loadgen serve``, the fortio-style echo
-server) and ``workers: N`` (gunicorn workers, default 2); it is read for those two keys here and
-handed whole to :func:`loadgen.lab.istio.load` for everything else (services, versions,
-replicas, ports)::
+server) and ``workers: N`` (gunicorn workers, default 2). Those two keys are read here, from the
+``-topology`` file only, and stripped from the copy handed to :func:`loadgen.lab.istio.load`,
+which reads everything else (services, versions, replicas, ports)::
 
     services:
       - name: reviews        # short name or FQDN
@@ -32,11 +32,14 @@ replicas, ports)::
         kind: serve
         replicas: 2
 
-``apply`` re-renders the config and hot-restarts Envoy (``--restart-epoch`` with the same base id:
+``apply`` keeps the topology given to ``up`` unless ``-topology FILE`` is given (``-topology ""``
+drops it), re-renders the config and hot-restarts Envoy (``--restart-epoch`` with the same base id:
 the listeners and admin port stay, the old epoch drains for 1 s and exits) or, with ``-restart``
 or when the hot restart fails, stops it and starts a new one; it prints which. Upstreams whose
 command line is unchanged keep running; new ones start, removed ones stop. The new config is
-first checked with ``envoy --mode validate`` so that a rejected one leaves the lab untouched.
+first checked with ``envoy --mode validate`` so that a rejected one leaves the lab untouched. A hot
+restart keeps Envoy's counters (the new epoch takes over the old one's stats), a full restart
+starts them from zero: compare deltas, not absolute values, across an ``apply``.
 
 ``down`` stops only the processes recorded in the state directory (:mod:`loadgen.lab.state`)
 whose ``/proc/PID/cmdline`` still matches, and removes the state.
@@ -483,6 +486,7 @@ def cmd_up(argv: list[str]) -> int:
                 file=sys.stderr,
             )
         inp = read_inputs(ns.files, ns.topology, ns.namespace)
+        st.remove_leftovers(sd)  # logs of an earlier failed start (kept for the user until now)
         lab = start_lab(inp, sd, admin_port=ns.admin_port, concurrency=ns.concurrency, timeout=timeout)
         try:
             st.save(lab)
@@ -673,7 +677,10 @@ def cmd_apply(argv: list[str]) -> int:
                 f"the lab in {sd} is not running (Envoy is gone); "
                 "'loadgen lab down' then 'loadgen lab up -f FILE'"
             )
-        topology = ns.topology or (lab.topology["path"] if lab.topology else None)
+        # the topology of `up` stays unless -topology is given (-topology "" drops it)
+        topology = (
+            ns.topology if ns.topology is not None else (lab.topology["path"] if lab.topology else None)
+        )
         inp = read_inputs(ns.files, topology, ns.namespace if ns.namespace != "default" else lab.namespace)
         how = apply_lab(lab, inp, sd, force_restart=ns.restart, timeout=timeout)
         st.save(lab)

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,6 +175,13 @@ def remove(state_dir: Path) -> None:
         state_dir.rmdir()  # only when nothing else lives there
 
 
+def remove_leftovers(state_dir: Path) -> None:
+    """Before a fresh start: drop the logs and bootstrap of an earlier start that failed (no ``lab.json``)."""
+    if not (state_dir / STATE_FILE).exists():
+        for sub in SUBDIRS:
+            shutil.rmtree(state_dir / sub, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def locked(state_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the state directory (another ``loadgen lab`` command gets an error)."""
@@ -224,6 +232,9 @@ def proc_status(rec: ProcRecord) -> str:
     if pid_gone(rec.pid):
         return "dead"
     cmd = read_cmdline(rec.pid)
-    if cmd is None:  # exec in progress at this very moment: not the recorded command line
-        return "foreign"
+    for _ in range(5):  # empty for a moment while the process is in execve
+        if cmd is not None:
+            break
+        time.sleep(0.01)
+        cmd = read_cmdline(rec.pid)
     return "running" if cmd == rec.cmdline else "foreign"

@@ -406,3 +406,29 @@ def test_bookinfo_chain_routing_apply_and_the_labs_delay_finding(lab_dir: Path, 
     assert r.returncode == 0
     for pid in [p.pid for p in lab3.procs]:
         assert st.read_cmdline(pid) is None
+
+
+def test_topology_kind_serve_with_replicas(lab_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "echo.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\n"
+        "spec:\n  hosts: [echo]\n  http:\n  - route:\n    - destination: {host: echo}\n"
+    )
+    (tmp_path / "topo.yaml").write_text("services:\n- name: echo\n  kind: serve\n  replicas: 2\n")
+    r = run_cli(lab_dir, "up", "-f", str(tmp_path / "echo.yaml"), "-topology", str(tmp_path / "topo.yaml"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    urls = doc["upstreams"]["echo.default.svc.cluster.local"][""]
+    assert len(urls) == 2
+    for u in urls:
+        assert get(u + "/healthz")[0] == 200
+    status, _, body = get(doc["services"]["echo.default.svc.cluster.local"] + "/debug")
+    assert status == 200 and "loadgen echo debug server" in body
+    lab = st.load(lab_dir)
+    assert lab is not None
+    assert sorted(p.kind for p in lab.procs if p.role == "upstream") == ["serve", "serve"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n- name: echo\n  kind: nginx\n")
+    r = run_cli(lab_dir, "apply", "-f", str(tmp_path / "echo.yaml"), "-topology", str(bad))
+    assert r.returncode == 2 and "kind 'nginx' is not one of httpbin, app, serve" in r.stderr
+    assert run_cli(lab_dir, "down").returncode == 0
+    assert all(st.read_cmdline(p.pid) is None for p in lab.procs)

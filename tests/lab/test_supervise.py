@@ -134,8 +134,10 @@ def test_lock_excludes_a_second_command(tmp_path: Path) -> None:
 
 def test_proc_status_running_dead_foreign(tmp_path: Path) -> None:
     p = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    with killing(p.pid):
-        cmd = st.read_cmdline(p.pid)
+    try:
+        deadline = time.monotonic() + 5
+        while (cmd := st.read_cmdline(p.pid)) != ["sleep", "30"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # empty while in execve, then the parent's until exec completes
         assert cmd == ["sleep", "30"]
         rec = st.ProcRecord(role="upstream", name="s", pid=p.pid, cmdline=cmd, log="")
         assert st.proc_status(rec) == "running"
@@ -148,6 +150,9 @@ def test_proc_status_running_dead_foreign(tmp_path: Path) -> None:
         os.kill(p.pid, signal.SIGKILL)
         p.wait(5)
         assert st.proc_status(rec) == "dead"
+    finally:
+        p.kill()
+        p.wait(5)
 
 
 # ------------------------------------------------------------------------------------------ components

@@ -1,0 +1,616 @@
+"""``loadgen lab run SCENARIO``: the Istio traffic-management lab's experiments, on a real Envoy.
+
+Each scenario starts its own lab (a temporary state directory; torn down at the end unless
+``-keep``), applies the scenario's packaged YAML (``loadgen lab show SCENARIO``) or the user's
+``-f`` files, sends bounded loads with the project's engine, reads Envoy's admin stats around
+every load, and prints a table of *declared policy vs observed*. The exit code is 1 when an
+observation contradicts the policy, 0 otherwise (2 for bad input).
+
+Scenarios: ``circuit-breaker``, ``routing``, ``fault-delay``, ``fault-abort``, ``mirror``,
+``outlier`` (and ``all``). What each checks is in its function's docstring.
+
+Statistical checks (traffic splits, abort rates) print the 95 % Wilson interval; a declared value
+outside it but inside the 99.9 % interval is reported as ``WARN`` (a 1-in-20 event, not a
+contradiction); outside the 99.9 % interval it is ``FAIL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO
+
+from loadgen.errors import LoadgenError, RunError, UsageError
+from loadgen.lab import state as st
+from loadgen.lab import supervise as sv
+from loadgen.options import LoadOptions
+from loadgen.results import RunResult
+
+SCENARIOS = ("circuit-breaker", "routing", "fault-delay", "fault-abort", "mirror", "outlier")
+
+
+# ------------------------------------------------------------------------------ verdict table
+
+
+@dataclass
+class Check:
+    name: str
+    declared: str
+    observed: str
+    verdict: str  # PASS | WARN | FAIL
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == "FAIL"
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    checks: list[Check] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, name: str, declared: str, observed: str, ok: bool | str) -> None:
+        verdict = ok if isinstance(ok, str) else ("PASS" if ok else "FAIL")
+        self.checks.append(Check(name, declared, observed, verdict))
+
+    @property
+    def failed(self) -> bool:
+        return any(c.failed for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Scenario": self.scenario, "Seconds": round(self.seconds, 2), "Failed": self.failed,
+                "Checks": [c.__dict__ for c in self.checks], "Runs": self.runs}
+
+
+def render_table(outcome: Outcome, out: TextIO) -> None:
+    rows = [("check", "declared", "observed", "verdict")] + [
+        (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
+    out.write(f"\nScenario {outcome.scenario}: declared policy vs observed ({outcome.seconds:.1f} s)\n")
+    for i, r in enumerate(rows):
+        out.write("  " + "  ".join(r[k].ljust(widths[k]) for k in range(3)) + f"  {r[3]}\n")
+        if i == 0:
+            out.write("  " + "  ".join("-" * w for w in widths) + "  -------\n")
+    fails = sum(c.failed for c in outcome.checks)
+    warns = sum(c.verdict == "WARN" for c in outcome.checks)
+    out.write(f"  => {'CONTRADICTED' if fails else 'CONSISTENT'}: {len(outcome.checks) - fails - warns} pass, "
+              f"{warns} warn, {fails} fail\n")
+
+
+def wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion_check(k: int, n: int, declared: float) -> tuple[str, str]:
+    """(observed text, PASS|WARN|FAIL) for a measured k/n against a declared fraction."""
+    lo95, hi95 = wilson(k, n, 1.959964)
+    lo999, hi999 = wilson(k, n, 3.290527)
+    obs = f"{100 * k / n if n else 0:.1f} % of {n} (95% CI {100 * lo95:.1f}-{100 * hi95:.1f} %)"
+    eps = 1e-9
+    if lo95 - eps <= declared <= hi95 + eps:
+        return obs, "PASS"
+    if lo999 - eps <= declared <= hi999 + eps:
+        return obs, "WARN"
+    return obs, "FAIL"
+
+
+# ------------------------------------------------------------------------------ the lab
+
+
+class Lab:
+    """A lab for one scenario: a temporary state directory, started from YAML files."""
+
+    def __init__(self, files: list[str], topology: str | None, keep: bool, timeout: float = 30.0) -> None:
+        from loadgen.lab import cli as labcli
+
+        self._cli = labcli
+        self.dir = Path(tempfile.mkdtemp(prefix="loadgen-lab-"))
+        self.keep = keep
+        inp = labcli.read_inputs(files, topology, "default")
+        self.spec = inp.spec
+        self.state = labcli.start_lab(inp, self.dir, admin_port=0, concurrency=1, timeout=timeout)
+        st.save(self.state)
+        self.extra: list[subprocess.Popen[bytes]] = []  # processes a scenario started itself
+
+    def apply(self, files: list[str], topology: str | None = None) -> str:
+        inp = self._cli.read_inputs(files, topology, "default")
+        self.spec = inp.spec
+        how = self._cli.apply_lab(self.state, inp, self.dir, force_restart=False, timeout=30.0)
+        st.save(self.state)
+        return how
+
+    def url(self, short: str, path: str) -> str:
+        svc = self.service(short)
+        return self.state.services[svc.host].rstrip("/") + path
+
+    def service(self, short: str) -> Any:
+        for s in self.spec.services:
+            if s.short == short or s.host == short:
+                return s
+        raise UsageError(f"the scenario's YAML has no service {short!r}")
+
+    def cluster(self, short: str, subset: str = "") -> str:
+        return str(self.spec.cluster_name(self.service(short).host, subset))
+
+    def upstreams(self, short: str, subset: str | None = None) -> list[st.ProcRecord]:
+        host = self.service(short).host
+        return [p for p in self.state.procs if p.role == "upstream" and p.host == host
+                and (subset is None or p.subset == subset)]
+
+    def close(self) -> None:
+        if self.keep:
+            sys.stderr.write(f"loadgen lab: kept the lab running (state dir {self.dir}); "
+                             f"stop it with: loadgen lab down -state-dir {self.dir}\n")
+            return
+        envoys = [p for p in self.state.procs if p.role == "envoy"]
+        others = [p for p in self.state.procs if p.role != "envoy"]
+        sv.stop(envoys)
+        sv.stop(others)
+        for p in self.extra:  # stopped by PID, waited for
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Ctx:
+    lab: Lab
+    engine: str
+    err: TextIO
+    out: Outcome
+    verbose: bool
+    files: dict[str, list[str]]  # step name -> YAML files (packaged or the user's)
+
+
+def load(ctx: Ctx, label: str, url: str, *, c: int, n: int, qps: float = 0.0, headers: tuple[tuple[str, str], ...] = (),
+         timeout_s: float = 3.0, cluster: str = "", report: bool = False) -> RunResult:
+    """One bounded load through the lab's Envoy, with its admin stats read around it."""
+    from loadgen.runner import execute
+
+    opts = LoadOptions(url=url, connections=c, exactly=n, qps=qps, headers=headers, timeout_s=timeout_s,
+                       engine=ctx.engine, envoy_admin=ctx.lab.state.admin_url,
+                       envoy_cluster=f"^{re.escape(cluster)}$" if cluster else "",
+                       stats_interval_s=0.5, labels=label, loglevel="Warning", quiet=False)
+    sink = ctx.err if (report or ctx.verbose) else io.StringIO()
+    if report or ctx.verbose:
+        hdr = " ".join(f"-H '{k}: {v}'" for k, v in headers)
+        ctx.err.write(f"\n$ loadgen load -c {c} -qps {qps:g} -n {n} {hdr + ' ' if hdr else ''}"
+                      f"-envoy-admin {ctx.lab.state.admin_url} {url}\n")
+    result, _ = execute(opts, err=sink, out=io.StringIO(), progress=False)
+    er = result.engine_result
+    codes = " ".join(f"{k}:{v}" for k, v in sorted(er.codes.items()))
+    if not (report or ctx.verbose):
+        ctx.err.write(f"  {label}: {er.count} calls, codes {codes}, p50 {er.service.percentile(50) / 1e6:.1f} ms, "
+                      f"p99 {er.service.percentile(99) / 1e6:.1f} ms\n")
+    ctx.out.runs.append({"Label": label, "Url": url, "Codes": {str(k): v for k, v in er.codes.items()},
+                         "Envoy": result.envoy})
+    return result
+
+
+def deltas(result: RunResult) -> dict[str, dict[str, int]]:
+    env = result.envoy or {}
+    return dict(env.get("Deltas") or {})
+
+
+def http_deltas(result: RunResult) -> dict[str, dict[str, int]]:
+    env = result.envoy or {}
+    return dict(env.get("HttpDeltas") or {})
+
+
+def stat(d: dict[str, dict[str, int]], cluster: str, name: str) -> int:
+    return int((d.get(cluster) or {}).get(name, 0))
+
+
+def sum_http(result: RunResult, name: str) -> int:
+    return sum(int(v.get(name, 0)) for v in http_deltas(result).values())
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+def circuit_breaker(ctx: Ctx) -> None:
+    """The lab's DestinationRule (maxConnections 1, http1MaxPendingRequests 1,
+    maxRequestsPerConnection 1) and the lab's two loads: every 503 is a circuit-breaker rejection,
+    carries ``x-envoy-overloaded``, and equals pending+active overflow exactly."""
+    lab = ctx.lab
+    cl = lab.cluster("httpbin")
+    url = lab.url("httpbin", "/get")
+    for c, n in ((2, 20), (3, 30)):
+        r = load(ctx, f"-c {c} -n {n}", url, c=c, n=n, cluster=cl, report=True)
+        er = r.engine_result
+        v = (r.envoy or {}).get("Verdict") or {}
+        n503 = er.codes.get(503, 0)
+        other = {k: v2 for k, v2 in er.codes.items() if k not in (200, 503)}
+        ctx.out.add(f"-c {c} -n {n}: codes", "200 or 503 (overflow) only", _codes(er.codes), not other)
+        d = deltas(r)
+        overflow = stat(d, cl, "upstream_rq_pending_overflow") + stat(d, cl, "upstream_rq_active_overflow")
+        ctx.out.add(f"-c {c} -n {n}: 503s = overflow", "every 503 is a CB rejection",
+                    f"503s {n503}, pending+active overflow +{overflow}", n503 == overflow)
+        ctx.out.add(f"-c {c} -n {n}: x-envoy-overloaded", "on every overflow 503",
+                    f"{er.overloaded.get(503, 0)} of {n503}", er.overloaded.get(503, 0) == n503)
+        ctx.out.add(f"-c {c} -n {n}: reconciliation", "exact", f"{v.get('Status', '?')}: {v.get('Sentence', '')}",
+                    v.get("Status") == "exact")
+        cx = stat(d, cl, "upstream_cx_total")
+        ctx.out.add(f"-c {c} -n {n}: upstream requests", "maxRequestsPerConnection 1: one per connection",
+                    f"upstream_rq_total +{stat(d, cl, 'upstream_rq_total')}, upstream_cx_total +{cx}",
+                    stat(d, cl, "upstream_rq_total") <= cx)
+        if c == 3:
+            ctx.out.add("-c 3 -n 30: trips", "3 concurrent > 1 connection + 1 pending",
+                        f"{n503} overflow 503s", n503 > 0)
+
+
+def _codes(codes: dict[int, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(codes.items())) or "none"
+
+
+def _split(r: RunResult, lab: Lab, service: str, subsets: tuple[str, ...]) -> dict[str, int]:
+    d = deltas(r)
+    return {s: stat(d, lab.cluster(service, s), "upstream_rq_total") for s in subsets}
+
+
+def routing(ctx: Ctx) -> None:
+    """Request routing: all traffic to v1; then ``end-user: jason`` → v2, everyone else v1; then
+    80/20, the measured split (per-subset cluster stats) against the declared weights."""
+    lab = ctx.lab
+    url = lab.url("reviews", "/reviews/0")
+    subs = ("v1", "v2", "v3")
+    r = load(ctx, "all to v1", url, c=4, n=200)
+    s = _split(r, lab, "reviews", subs)
+    ctx.out.add("all v1: split", "reviews v1 100 %", _fmt_split(s), s["v1"] == 200 and s["v2"] + s["v3"] == 0)
+    ctx.err.write(f"  {lab.apply(ctx.files['jason'])}\n")
+    r = load(ctx, "jason", url, c=2, n=100, headers=(("end-user", "jason"),))
+    s = _split(r, lab, "reviews", subs)
+    ctx.out.add("end-user: jason", "reviews v2", _fmt_split(s), s["v2"] == 100 and s["v1"] + s["v3"] == 0)
+    r = load(ctx, "others", url, c=2, n=100, headers=(("end-user", "alice"),))
+    s = _split(r, lab, "reviews", subs)
+    ctx.out.add("end-user: alice", "reviews v1", _fmt_split(s), s["v1"] == 100 and s["v2"] + s["v3"] == 0)
+    ctx.err.write(f"  {lab.apply(ctx.files['80-20'])}\n")
+    n = 1000
+    r = load(ctx, "80/20", url, c=4, n=n)
+    s = _split(r, lab, "reviews", subs)
+    total = s["v1"] + s["v2"]
+    obs, verdict = proportion_check(s["v1"], total, 0.80)
+    ctx.out.add("80/20: v1 share", "80 % (weight 80)", obs, verdict if s["v3"] == 0 and total == n else "FAIL")
+
+
+def _fmt_split(s: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in s.items())
+
+
+def fault_delay(ctx: Ctx) -> None:
+    """Fault injection, delay: a fixed 7 s delay on ratings for ``end-user: jason`` only, and the
+    lab's finding: productpage (3 s timeout, one retry, to reviews; reviews v2 → ratings with a
+    10 s timeout) answers in about 6 s with the reviews section unavailable."""
+    lab = ctx.lab
+    cl = lab.cluster("ratings", "v1")
+    declared = _fixed_delay_s(lab)
+    url = lab.url("ratings", "/ratings/0")
+    r = load(ctx, "ratings as jason", url, c=3, n=3, headers=(("end-user", "jason"),), timeout_s=declared + 5,
+             cluster=cl)
+    p50 = r.engine_result.service.percentile(50) / 1e9
+    delays = sum_http(r, "fault.delays_injected")
+    ctx.out.add("jason: latency", f"fixedDelay {declared:g} s", f"p50 {p50:.2f} s, all {_codes(r.engine_result.codes)}",
+                abs(p50 - declared) <= 0.1 * declared + 0.2 and r.engine_result.codes.get(200, 0) == 3)
+    ctx.out.add("jason: fault.delays_injected", "3 (100 %)", f"+{delays}", delays == 3)
+    r = load(ctx, "ratings as alice", url, c=2, n=50, headers=(("end-user", "alice"),), cluster=cl)
+    p99 = r.engine_result.service.percentile(99) / 1e9
+    ctx.out.add("others: latency", "no delay", f"p99 {1000 * p99:.1f} ms", p99 < 0.5)
+    t0 = time.monotonic()
+    status, body = _get(lab.url("productpage", "/productpage"), {"end-user": "jason"}, timeout=30)
+    took = time.monotonic() - t0
+    unavailable = "Reviews unavailable" in body
+    ctx.out.add("jason: productpage", "~6 s (3 s timeout x 2 tries), reviews unavailable",
+                f"{status} in {took:.1f} s, {'reviews unavailable' if unavailable else 'reviews shown'}",
+                status == 200 and unavailable and 5.0 <= took <= 8.0)
+    t0 = time.monotonic()
+    status, body = _get(lab.url("productpage", "/productpage"), {"end-user": "alice"}, timeout=30)
+    took = time.monotonic() - t0
+    ctx.out.add("alice: productpage", "fast, reviews shown", f"{status} in {took:.2f} s",
+                status == 200 and "Reviews unavailable" not in body and took < 2.0)
+
+
+def _route_faults(lab: Lab, short: str) -> list[Any]:
+    vs = lab.spec.virtual_service(lab.service(short).host)
+    return [r.fault for r in (getattr(vs, "http", ()) or ()) if getattr(r, "fault", None) is not None]
+
+
+def _fixed_delay_s(lab: Lab) -> float:
+    for f in _route_faults(lab, "ratings"):
+        if f.delay is not None:
+            return float(f.delay.fixed_delay_ns) / 1e9
+    raise UsageError("the fault-delay scenario's YAML has no fault.delay on ratings")
+
+
+def fault_abort(ctx: Ctx) -> None:
+    """Fault injection, abort: HTTP 500 for ``end-user: jason`` at the declared percentage (its
+    confidence interval contains it; ``fault.aborts_injected`` agrees); others unaffected."""
+    lab = ctx.lab
+    url = lab.url("ratings", "/ratings/0")
+    status, pct = _abort(lab)
+    n = 200
+    r = load(ctx, "ratings as jason", url, c=4, n=n, headers=(("end-user", "jason"),))
+    k = r.engine_result.codes.get(status, 0)
+    obs, verdict = proportion_check(k, n, pct / 100.0)
+    ctx.out.add("jason: abort rate", f"HTTP {status} for {pct:g} %", obs, verdict)
+    aborts = sum_http(r, "fault.aborts_injected")
+    ctx.out.add("jason: fault.aborts_injected", f"= client {status}s", f"+{aborts} vs {k}", aborts == k)
+    r = load(ctx, "ratings as alice", url, c=4, n=100, headers=(("end-user", "alice"),))
+    ctx.out.add("others: codes", "200 only", _codes(r.engine_result.codes), r.engine_result.codes.get(200, 0) == 100)
+
+
+def _abort(lab: Lab) -> tuple[int, float]:
+    for f in _route_faults(lab, "ratings"):
+        if f.abort is not None:
+            pct = f.abort.percentage.percent if f.abort.percentage is not None else 0.0
+            return int(f.abort.http_status), float(pct)
+    raise UsageError("the fault-abort scenario's YAML has no fault.abort on ratings")
+
+
+def mirror(ctx: Ctx) -> None:
+    """Mirroring: 100 % to v1, mirrored to v2: every request reaches v2 as a mirror (cluster stats
+    and v2's access log), the client only ever gets v1's answers, and a dead v2 does not affect
+    the client."""
+    lab = ctx.lab
+    url = lab.url("httpbin", "/headers")
+    v1, v2 = lab.cluster("httpbin", "v1"), lab.cluster("httpbin", "v2")
+    logs = [p.access_log for p in lab.upstreams("httpbin", "v2") if p.access_log]
+    before = sum(_lines(p) for p in logs)
+    n = 100
+    r = load(ctx, "mirrored", url, c=2, n=n)
+    time.sleep(0.5)  # the shadow is fire-and-forget: let the last mirrors land
+    d = _settled_deltas(ctx, r, (v1, v2), n)
+    ctx.out.add("client", "v1's answers, all 200", _codes(r.engine_result.codes), r.engine_result.codes.get(200, 0) == n)
+    ctx.out.add("v1 cluster", f"{n} requests (the route)", f"upstream_rq_total +{stat(d, v1, 'upstream_rq_total')}",
+                stat(d, v1, "upstream_rq_total") == n)
+    ctx.out.add("v2 cluster", f"{n} mirrored requests (100 %)", f"upstream_rq_total +{stat(d, v2, 'upstream_rq_total')}",
+                stat(d, v2, "upstream_rq_total") == n)
+    got = _wait_lines(logs, before + n, 5.0) - before
+    ctx.out.add("v2 access log", f"{n} new lines", f"+{got}", got == n)
+    # kill v2: the client must not notice
+    for p in lab.upstreams("httpbin", "v2"):
+        sv.stop([p])
+    r = load(ctx, "mirror to a dead v2", url, c=2, n=n)
+    ctx.out.add("dead v2: client", "unaffected, all 200", _codes(r.engine_result.codes),
+                r.engine_result.codes.get(200, 0) == n)
+
+
+def _lines(path: str) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return 0
+
+
+def _wait_lines(paths: list[str], want: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = sum(_lines(p) for p in paths)
+        if got >= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def _settled_deltas(ctx: Ctx, r: RunResult, clusters: tuple[str, ...], n: int) -> dict[str, dict[str, int]]:
+    """Deltas from the run's first snapshot to now, after the shadow requests have landed."""
+    from loadgen.envoy.admin import AdminClient
+
+    series = (r.envoy or {}).get("Series") or []
+    first = next((e for e in series if e.get("Clusters")), None)
+    d = deltas(r)
+    if first is None:
+        return d
+    client = AdminClient(ctx.lab.state.admin_url)
+    try:
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            now = client.snapshot()
+            out: dict[str, dict[str, int]] = {}
+            for cl in clusters:
+                b = first["Clusters"].get(cl, {})
+                a = now.clusters.get(cl, {})
+                out[cl] = {"upstream_rq_total": int(a.get("upstream_rq_total", 0)) - int(b.get("upstream_rq_total", 0))}
+            if all(out[cl]["upstream_rq_total"] >= n for cl in clusters):
+                return out
+            time.sleep(0.1)
+        return out
+    finally:
+        client.close()
+
+
+def outlier(ctx: Ctx) -> None:
+    """Outlier detection: one of two httpbin replicas is replaced by a server that answers 503 to
+    everything; it is ejected (``outlier_detection.ejections_*``) and traffic moves to the
+    healthy replica (a second load sees no 5xx)."""
+    lab = ctx.lab
+    cl = lab.cluster("httpbin")
+    reps = lab.upstreams("httpbin")
+    if len(reps) < 2:
+        raise UsageError("the outlier scenario needs two httpbin replicas (topology replicas: 2)")
+    bad = reps[-1]
+    sv.stop([bad])
+    lab.extra.append(_start_failing_server(bad.port, Path(lab.dir) / "logs" / "failing.log"))
+    url = lab.url("httpbin", "/get")
+    r = load(ctx, "one replica answers 503", url, c=1, n=40, cluster=cl)
+    d = deltas(r)
+    ej = stat(d, cl, "outlier_detection.ejections_enforced_total")
+    c5 = stat(d, cl, "outlier_detection.ejections_enforced_consecutive_5xx")
+    n5xx = sum(v for k, v in r.engine_result.codes.items() if k >= 500)
+    ctx.out.add("ejection", "consecutive5xxErrors 1: the failing replica is ejected",
+                f"ejections_enforced_total +{ej} (consecutive_5xx +{c5}); client 5xx {n5xx}", ej >= 1)
+    ctx.out.add("before ejection", "at most a few 5xx reach the client", f"{n5xx} of 40", 1 <= n5xx <= 5)
+    r = load(ctx, "after ejection", url, c=2, n=100, cluster=cl)
+    d = deltas(r)
+    ctx.out.add("after ejection", "traffic on the healthy replica: all 200", _codes(r.engine_result.codes),
+                r.engine_result.codes.get(200, 0) == 100)
+    ctx.out.add("ejected host", "stays out for baseEjectionTime (30 s)",
+                f"ejections_active {stat(d, cl, 'outlier_detection.ejections_active')}",
+                stat(d, cl, "outlier_detection.ejections_active") >= 1)
+
+
+def _start_failing_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "loadgen.serve", "-port", str(port), "-quiet",
+            "-default-params", "status=503"]
+    with open(log, "wb") as fh:
+        p = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            status, _ = _get(f"http://127.0.0.1:{port}/healthz", {}, timeout=1)
+            if status:
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        p.kill()
+        p.wait(5)
+        raise RunError(f"could not start the failing replica on port {port}")
+    return p
+
+
+def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, str]:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", u.path or "/", headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------ packaging
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: Callable[[Ctx], None]
+    files: dict[str, tuple[str, ...]]  # step -> packaged YAML names; "up" is what the lab starts with
+
+
+PLAN: dict[str, Scenario] = {
+    "circuit-breaker": Scenario("circuit-breaker", circuit_breaker, {"up": ("circuit-breaker.yaml",)}),
+    "routing": Scenario("routing", routing, {"up": ("routing-v1.yaml",), "jason": ("routing-jason.yaml",),
+                                             "80-20": ("routing-80-20.yaml",)}),
+    "fault-delay": Scenario("fault-delay", fault_delay, {"up": ("fault-delay.yaml",)}),
+    "fault-abort": Scenario("fault-abort", fault_abort, {"up": ("fault-abort.yaml",)}),
+    "mirror": Scenario("mirror", mirror, {"up": ("mirror.yaml",)}),
+    "outlier": Scenario("outlier", outlier, {"up": ("outlier.yaml",)}),
+}
+
+
+@contextlib.contextmanager
+def packaged(names: tuple[str, ...]) -> Iterator[list[str]]:
+    """Paths of packaged scenario files (copied to a temp dir so the lab can read them)."""
+    tmp = Path(tempfile.mkdtemp(prefix="loadgen-scn-"))
+    try:
+        out = []
+        for name in names:
+            text = resources.files("loadgen.lab").joinpath("scenarios", name).read_text()
+            p = tmp / name
+            p.write_text(text)
+            out.append(str(p))
+        yield out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_scenario(name: str, *, engine: str = "", user_files: list[str] | None = None, keep: bool = False,
+                 verbose: bool = False, err: TextIO | None = None) -> Outcome:
+    scn = PLAN[name]
+    err = err or sys.stderr
+    outcome = Outcome(name)
+    t0 = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        files: dict[str, list[str]] = {}
+        for step, names in scn.files.items():
+            files[step] = list(user_files) if (user_files and step == "up") else stack.enter_context(packaged(names))
+        if user_files:  # the user's YAML replaces the whole policy: no later steps re-apply ours
+            files = {k: (list(user_files) if k == "up" else v) for k, v in files.items()}
+        err.write(f"loadgen lab run {name}: starting the lab ({', '.join(os.path.basename(f) for f in files['up'])})\n")
+        lab = Lab(files["up"], None, keep)
+        try:
+            err.write(f"  Envoy admin {lab.state.admin_url}; services "
+                      + ", ".join(f"{h.split('.')[0]}={u}" for h, u in lab.state.services.items()) + "\n")
+            scn.run(Ctx(lab=lab, engine=engine, err=err, out=outcome, verbose=verbose, files=files))
+        finally:
+            lab.close()
+    outcome.seconds = time.monotonic() - t0
+    return outcome
+
+
+def run_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="loadgen lab run", add_help=True)
+    p.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}, all")
+    p.add_argument("-f", "--f", dest="files", action="append", default=[],
+                   help="use this Istio YAML instead of the scenario's own (repeatable)")
+    p.add_argument("-engine", "--engine", default="", help="load engine: c (default) or py")
+    p.add_argument("-json", "--json", default="", help="write the verdicts (and runs) as JSON here ('-': stdout)")
+    p.add_argument("-keep", "--keep", action="store_true", help="leave the lab running afterwards")
+    p.add_argument("-v", "--v", dest="verbose", action="store_true", help="print every load's report")
+    try:
+        ns = p.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code in (0, None) else 2
+    names = list(SCENARIOS) if ns.scenario == "all" else [ns.scenario]
+    if any(n not in PLAN for n in names):
+        raise UsageError(f"unknown scenario {ns.scenario!r}: choose one of {', '.join(SCENARIOS)}, all")
+    for f in ns.files:
+        if not os.path.isfile(f):
+            raise UsageError(f"-f {f}: no such file")
+    outcomes = []
+    for n in names:
+        try:
+            o = run_scenario(n, engine=ns.engine, user_files=ns.files or None, keep=ns.keep, verbose=ns.verbose)
+        except LoadgenError:
+            raise
+        render_table(o, sys.stderr)
+        outcomes.append(o)
+    if ns.json:
+        from loadgen.results import write_json_atomic
+
+        write_json_atomic(ns.json, {"Scenarios": [o.to_json() for o in outcomes]}, stdout=sys.stdout)
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
+def main() -> int:  # pragma: no cover - python -m entry
+    return run_main(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["SCENARIOS", "Outcome", "json", "proportion_check", "run_main", "run_scenario", "wilson"]

@@ -1,0 +1,111 @@
+"""`loadgen lab run SCENARIO` end to end: a real Envoy, real upstreams, real loads, verdicts."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadgen.lab.scenarios_run import SCENARIOS, proportion_check, run_scenario, wilson
+
+pytestmark = pytest.mark.slow
+
+
+def _engines() -> list[object]:
+    try:
+        import loadgen._core  # noqa: F401
+
+        return ["c", "py"]
+    except ImportError:
+        return ["py"]
+
+
+@pytest.mark.parametrize("engine", _engines())
+def test_circuit_breaker_reconciles_exactly(engine: str) -> None:
+    err = io.StringIO()
+    o = run_scenario("circuit-breaker", engine=engine, err=err)
+    text = err.getvalue()
+    assert not o.failed, text
+    assert [c.verdict for c in o.checks].count("PASS") == len(o.checks)
+    # the lab's two loads, each reconciled: the text carries fortio's report and the verdict line
+    assert "Code 200 :" in text and "Circuit breaker (Envoy admin" in text
+    assert "503s are circuit-breaker rejections" in text
+    runs = [r for r in o.runs if r["Envoy"]]
+    assert len(runs) == 2
+    for r in runs:
+        v = r["Envoy"]["Verdict"]
+        assert v["Status"] == "exact"
+        assert v["Client503"] == v["PendingOverflow"] + v["ActiveOverflow"]
+
+
+@pytest.mark.parametrize("name", [s for s in SCENARIOS if s != "circuit-breaker"])
+def test_scenario_consistent(name: str) -> None:
+    err = io.StringIO()
+    o = run_scenario(name, err=err)
+    assert not o.failed, err.getvalue()
+    assert len(o.checks) >= 3
+
+
+def test_user_yaml_that_does_not_trip_is_reported_as_contradiction(tmp_path: Path) -> None:
+    # a user's DestinationRule with generous limits: the lab's -c 3 load cannot trip it, so the
+    # scenario's "trips" expectation is contradicted and the command exits 1
+    dr = tmp_path / "dr.yaml"
+    dr.write_text("""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 100}
+      http: {http1MaxPendingRequests: 100}
+""")
+    out = tmp_path / "v.json"
+    proc = subprocess.run([sys.executable, "-m", "loadgen", "lab", "run", "circuit-breaker", "-f", str(dr),
+                           "-json", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "CONTRADICTED" in proc.stderr
+    doc = json.loads(out.read_text())
+    trips = [c for c in doc["Scenarios"][0]["Checks"] if c["name"].endswith("trips")]
+    assert trips and trips[0]["verdict"] == "FAIL"
+    # everything else still holds: no 503 without an overflow behind it
+    assert all(c["verdict"] == "PASS" for c in doc["Scenarios"][0]["Checks"] if not c["name"].endswith("trips"))
+
+
+def test_user_yaml_stricter_policy_passes(tmp_path: Path) -> None:
+    dr = tmp_path / "strict.yaml"
+    dr.write_text("""apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+""")
+    err = io.StringIO()
+    o = run_scenario("circuit-breaker", user_files=[str(dr)], err=err)
+    assert not o.failed, err.getvalue()
+
+
+def test_unknown_scenario_and_missing_file_exit_2() -> None:
+    for args in (["nope"], ["circuit-breaker", "-f", "/nonexistent.yaml"]):
+        proc = subprocess.run([sys.executable, "-m", "loadgen", "lab", "run", *args], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in proc.stderr
+
+
+def test_wilson_and_proportion_verdicts() -> None:
+    lo, hi = wilson(800, 1000, 1.959964)
+    assert lo < 0.8 < hi and hi - lo < 0.06
+    assert proportion_check(800, 1000, 0.8)[1] == "PASS"
+    assert proportion_check(760, 1000, 0.8)[1] == "WARN"  # outside 95 %, inside 99.9 %
+    assert proportion_check(700, 1000, 0.8)[1] == "FAIL"
+    assert proportion_check(200, 200, 1.0)[1] == "PASS"
