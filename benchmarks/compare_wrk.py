@@ -54,8 +54,11 @@ class Nginx:
         self.dir = tempfile.mkdtemp(prefix="lgbench-")
         conf = Path(self.dir) / "nginx.conf"
         conf.write_text(NGINX_CONF.format(workers=workers, dir=self.dir, port=PORT))
-        self.proc = subprocess.Popen(["taskset", "-c", cpus, "nginx", "-p", self.dir, "-c", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", cpus, "nginx", "-p", self.dir, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 self.requests()
@@ -80,38 +83,67 @@ class Nginx:
 
 def timed(cmd: list[str], nginx: Nginx, cpu: str = "0") -> dict[str, float]:
     """Run cmd pinned to ``cpu`` under GNU time; return requests, wall, user, sys, rss_kb."""
-    tf = tempfile.NamedTemporaryFile(delete=False)
-    tf.close()
+    fd, tfname = tempfile.mkstemp()
+    os.close(fd)
     r0 = nginx.requests()
-    subprocess.run(["taskset", "-c", cpu, "/usr/bin/time", "-f", "%e %U %S %M", "-o", tf.name, *cmd],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=600)
+    subprocess.run(
+        ["taskset", "-c", cpu, "/usr/bin/time", "-f", "%e %U %S %M", "-o", tfname, *cmd],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+        timeout=600,
+    )
     r1 = nginx.requests()
-    wall, usr, sys_, rss = (float(x) for x in Path(tf.name).read_text().split()[-4:])
-    os.unlink(tf.name)
+    wall, usr, sys_, rss = (float(x) for x in Path(tfname).read_text().split()[-4:])
+    os.unlink(tfname)
     n = r1 - r0 - 1
-    return {"requests": n, "wall": wall, "user": usr, "sys": sys_, "rss_kb": rss,
-            "rps": n / wall if wall else 0.0, "us_per_req": (usr + sys_) * 1e6 / n if n else 0.0,
-            "user_us": usr * 1e6 / n if n else 0.0, "sys_us": sys_ * 1e6 / n if n else 0.0}
+    return {
+        "requests": n,
+        "wall": wall,
+        "user": usr,
+        "sys": sys_,
+        "rss_kb": rss,
+        "rps": n / wall if wall else 0.0,
+        "us_per_req": (usr + sys_) * 1e6 / n if n else 0.0,
+        "user_us": usr * 1e6 / n if n else 0.0,
+        "sys_us": sys_ * 1e6 / n if n else 0.0,
+    }
 
 
 def syscalls_per_req(cmd: list[str], nginx: Nginx) -> tuple[float, str]:
     """strace -c -f over a bounded run; (syscalls per request, top breakdown)."""
-    out = tempfile.NamedTemporaryFile(delete=False)
-    out.close()
+    fd, outname = tempfile.mkstemp()
+    os.close(fd)
     r0 = nginx.requests()
-    subprocess.run(["taskset", "-c", "0", "strace", "-c", "-f", "-o", out.name, *cmd],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=600)
+    subprocess.run(
+        ["taskset", "-c", "0", "strace", "-c", "-f", "-o", outname, *cmd],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+        timeout=600,
+    )
     n = nginx.requests() - r0 - 1
-    text = Path(out.name).read_text()
-    os.unlink(out.name)
+    text = Path(outname).read_text()
+    os.unlink(outname)
     calls: dict[str, int] = {}
     for line in text.splitlines():
         m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
         if m:
             calls[m.group(2)] = int(m.group(1))
     total = sum(calls.values())
-    hot = ("write", "writev", "sendto", "read", "recvfrom", "epoll_wait", "epoll_pwait", "epoll_ctl",
-           "epoll_pwait2", "timerfd_settime", "poll")
+    hot = (
+        "write",
+        "writev",
+        "sendto",
+        "read",
+        "recvfrom",
+        "epoll_wait",
+        "epoll_pwait",
+        "epoll_ctl",
+        "epoll_pwait2",
+        "timerfd_settime",
+        "poll",
+    )
     parts = ", ".join(f"{k} {calls[k] / n:.2f}" for k in hot if k in calls and n)
     return (total / n if n else 0.0), parts
 
@@ -136,18 +168,44 @@ def main() -> int:
     report: list[str] = []
     say = report.append
     say(f"# loadgen vs wrk — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
-    say(f"Host: {os.cpu_count()} CPUs, {os.uname().release}. nginx pinned to CPU 1, clients to CPU 0; "
-        f"{args.reps} interleaved repetitions of {args.secs} s; medians.\n")
+    say(
+        f"Host: {os.cpu_count()} CPUs, {os.uname().release}. nginx pinned to CPU 1, clients to CPU 0; "
+        f"{args.reps} interleaved repetitions of {args.secs} s; medians.\n"
+    )
 
     nginx = Nginx()
     try:
         tools = {
             "wrk -t1 -c16": ["wrk", "-t1", "-c16", f"-d{d}", url],
-            "loadgen c -threads 1 -c16": [*lg, "-engine", "c", "-threads", "1", "-c", "16", "-qps", "0",
-                                          "-t", d, url],
+            "loadgen c -threads 1 -c16": [
+                *lg,
+                "-engine",
+                "c",
+                "-threads",
+                "1",
+                "-c",
+                "16",
+                "-qps",
+                "0",
+                "-t",
+                d,
+                url,
+            ],
             "wrk -t1 -c64": ["wrk", "-t1", "-c64", f"-d{d}", url],
-            "loadgen c -threads 1 -c64": [*lg, "-engine", "c", "-threads", "1", "-c", "64", "-qps", "0",
-                                          "-t", d, url],
+            "loadgen c -threads 1 -c64": [
+                *lg,
+                "-engine",
+                "c",
+                "-threads",
+                "1",
+                "-c",
+                "64",
+                "-qps",
+                "0",
+                "-t",
+                d,
+                url,
+            ],
         }
         rows: dict[str, list[dict[str, float]]] = {k: [] for k in tools}
         for _ in range(args.reps):
@@ -159,20 +217,29 @@ def main() -> int:
         for name in tools:
             ref = "wrk -t1 -c16" if "c16" in name else "wrk -t1 -c64"
             ratio = median(rows[name], "us_per_req") / median(rows[ref], "us_per_req")
-            say(f"| {name} | {median(rows[name], 'rps'):,.0f} | {median(rows[name], 'us_per_req'):.2f} | "
-                f"{median(rows[name], 'user_us'):.2f} | {median(rows[name], 'sys_us'):.2f} | {ratio:.2f} |")
+            say(
+                f"| {name} | {median(rows[name], 'rps'):,.0f} | {median(rows[name], 'us_per_req'):.2f} | "
+                f"{median(rows[name], 'user_us'):.2f} | {median(rows[name], 'sys_us'):.2f} | {ratio:.2f} |"
+            )
         say("")
         # the pure-Python engine, for the record (shorter run)
         py = timed([*lg, "-engine", "py", "-c", "16", "-qps", "0", "-t", "3s", url], nginx)
-        say(f"py engine -c16 (3 s, for the record): {py['rps']:,.0f} req/s, {py['us_per_req']:.1f} µs CPU/req "
-            f"({py['user_us']:.1f} user / {py['sys_us']:.1f} sys)\n")
+        say(
+            f"py engine -c16 (3 s, for the record): {py['rps']:,.0f} req/s, "
+            f"{py['us_per_req']:.1f} µs CPU/req "
+            f"({py['user_us']:.1f} user / {py['sys_us']:.1f} sys)\n"
+        )
 
         say("## Syscalls per request (strace -c -f)\n")
         say("| client | syscalls/req | breakdown |")
         say("|---|---|---|")
-        for name, cmd in (("wrk -t1 -c16 -d2s", ["wrk", "-t1", "-c16", "-d2s", url]),
-                          ("loadgen c -c16 -n 100000", [*lg, "-engine", "c", "-threads", "1", "-c", "16", "-qps",
-                                                        "0", "-n", "100000", url])):
+        for name, cmd in (
+            ("wrk -t1 -c16 -d2s", ["wrk", "-t1", "-c16", "-d2s", url]),
+            (
+                "loadgen c -c16 -n 100000",
+                [*lg, "-engine", "c", "-threads", "1", "-c", "16", "-qps", "0", "-n", "100000", url],
+            ),
+        ):
             per, parts = syscalls_per_req(cmd, nginx)
             say(f"| {name} | {per:.2f} | {parts} |")
         say("")
@@ -183,27 +250,37 @@ def main() -> int:
         for c in (16, 64):
             res = timed([*lg, "-c", str(c), "-qps", "5000", "-t", "5s", url], nginx)
             achieved = res["requests"] / 5.0
-            say(f"| loadgen c -c{c} -qps 5000 -t 5s | 5000 | {achieved:,.1f} | {100 * (achieved - 5000) / 5000:+.2f} % |")
+            say(
+                f"| loadgen c -c{c} -qps 5000 -t 5s | 5000 | {achieved:,.1f} | "
+                f"{100 * (achieved - 5000) / 5000:+.2f} % |"
+            )
         say("")
 
         say("## Start-up (wall time, median of 5)\n")
         walls_lg, walls_py = [], []
         for _ in range(5):
             t = time.perf_counter()
-            subprocess.run([*lg, "-n", "1", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                [*lg, "-n", "1", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+            )
             walls_lg.append(time.perf_counter() - t)
             t = time.perf_counter()
             subprocess.run([sys.executable, "-c", "pass"], check=False)
             walls_py.append(time.perf_counter() - t)
         ml, mp = statistics.median(walls_lg), statistics.median(walls_py)
-        say(f"`loadgen load -n 1`: {ml * 1000:.0f} ms; `python -c pass`: {mp * 1000:.0f} ms; "
-            f"difference {1000 * (ml - mp):.0f} ms (target ≤ 300 ms)\n")
+        say(
+            f"`loadgen load -n 1`: {ml * 1000:.0f} ms; `python -c pass`: {mp * 1000:.0f} ms; "
+            f"difference {1000 * (ml - mp):.0f} ms (target ≤ 300 ms)\n"
+        )
 
         say("## Memory: 1,000,000 requests\n")
         big = timed([*lg, "-c", "16", "-qps", "0", "-n", "1000000", url], nginx)
         small = timed([*lg, "-c", "16", "-qps", "0", "-n", "10000", url], nginx)
-        say(f"peak RSS with -n 1000000: {big['rss_kb'] / 1024:.1f} MB; with -n 10000: {small['rss_kb'] / 1024:.1f} MB "
-            f"(target < 150 MB, no growth with -n); {big['rps']:,.0f} req/s\n")
+        say(
+            f"peak RSS with -n 1000000: {big['rss_kb'] / 1024:.1f} MB; "
+            f"with -n 10000: {small['rss_kb'] / 1024:.1f} MB "
+            f"(target < 150 MB, no growth with -n); {big['rps']:,.0f} req/s\n"
+        )
     finally:
         nginx.stop()
 
@@ -213,8 +290,23 @@ def main() -> int:
         say("## Client-bound (nginx 2 workers on both CPUs, client one thread on CPU 0)\n")
         say("| client | req/s (median) |")
         say("|---|---|")
-        cb = {"wrk -t1 -c32": ["wrk", "-t1", "-c32", f"-d{d}", url],
-              "loadgen c -threads 1 -c32": [*lg, "-engine", "c", "-threads", "1", "-c", "32", "-qps", "0", "-t", d, url]}
+        cb = {
+            "wrk -t1 -c32": ["wrk", "-t1", "-c32", f"-d{d}", url],
+            "loadgen c -threads 1 -c32": [
+                *lg,
+                "-engine",
+                "c",
+                "-threads",
+                "1",
+                "-c",
+                "32",
+                "-qps",
+                "0",
+                "-t",
+                d,
+                url,
+            ],
+        }
         cbrows: dict[str, list[dict[str, float]]] = {k: [] for k in cb}
         for _ in range(args.reps):
             for name, cmd in cb.items():

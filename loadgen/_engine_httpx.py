@@ -62,8 +62,11 @@ def map_exception(exc: BaseException) -> str:
     oserrs = [e for e in chain if isinstance(e, OSError) and not isinstance(e, TimeoutError)]
     if isinstance(exc, httpx.ConnectError):
         text = " ".join(str(e) for e in chain).lower()
-        if any(kind_of_oserror(e) == "connect_refused" for e in oserrs) or "refused" in text \
-                or f"errno {errno.ECONNREFUSED}" in text:
+        if (
+            any(kind_of_oserror(e) == "connect_refused" for e in oserrs)
+            or "refused" in text
+            or f"errno {errno.ECONNREFUSED}" in text
+        ):
             return "connect_refused"
         if any(kind_of_oserror(e) == "reset" for e in oserrs):
             return "reset"
@@ -136,9 +139,14 @@ class HttpxRun(Run):
         cfg = self.cfg
         n = self.n
         limits = httpx.Limits(max_connections=n, max_keepalive_connections=n if cfg.keepalive else 0)
-        self.client = httpx.AsyncClient(http2=cfg.http2, verify=not cfg.tls_insecure, limits=limits,
-                                        timeout=httpx.Timeout(cfg.timeout_s), follow_redirects=False,
-                                        trust_env=False)
+        self.client = httpx.AsyncClient(
+            http2=cfg.http2,
+            verify=not cfg.tls_insecure,
+            limits=limits,
+            timeout=httpx.Timeout(cfg.timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+        )
 
     async def teardown(self) -> None:
         if self.client is not None:
@@ -171,8 +179,13 @@ class HttpxRun(Run):
 
     async def _request(self, trace: _SocketTracer) -> Outcome:
         assert self.client is not None
-        async with self.client.stream(self.method, self.url, headers=self.headers,
-                                      content=self.body or None, extensions={"trace": trace}) as r:
+        async with self.client.stream(
+            self.method,
+            self.url,
+            headers=self.headers,
+            content=self.body or None,
+            extensions={"trace": trace},
+        ) as r:
             async for _ in r.aiter_raw():
                 pass
             head = len(f"{r.http_version} {r.status_code} {r.reason_phrase}\r\n") + 2

@@ -369,8 +369,9 @@ class Run:
                 # returned; in-flight calls get up to timeout_s more unless abort() says now.
                 if self._stop_requested:
                     self.res.interrupted = True
-                await asyncio.wait({everything, abort_w}, timeout=self.cfg.timeout_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {everything, abort_w}, timeout=self.cfg.timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
                 if self._stop_requested:
                     self.res.interrupted = True
                 for t in tasks:
@@ -468,13 +469,19 @@ class Run:
         t0 = time.monotonic_ns()
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(cfg.host, cfg.port, limit=MAX_HEAD * 2), cfg.timeout_s)
+                asyncio.open_connection(cfg.host, cfg.port, limit=MAX_HEAD * 2), cfg.timeout_s
+            )
         except asyncio.TimeoutError:
             raise CallError("connect_timeout") from None
         except OSError as exc:
             kind = kind_of_oserror(exc)
-            raise CallError("connect_timeout" if kind == "timeout" else
-                            kind if kind in ("connect_refused", "reset") else "other") from exc
+            raise CallError(
+                "connect_timeout"
+                if kind == "timeout"
+                else kind
+                if kind in ("connect_refused", "reset")
+                else "other"
+            ) from exc
         conn.reader, conn.writer = reader, writer
         self.res.sockets[j] += 1
         self.res.connect_time.record(time.monotonic_ns() - t0)
@@ -508,8 +515,11 @@ class Run:
                 resp = await asyncio.wait_for(self._exchange(conn, wire), cfg.timeout_s)
             except (CallError, asyncio.TimeoutError) as exc:
                 conn.close()
-                err = exc if isinstance(exc, CallError) else CallError(
-                    "timeout", wire.nread if wire else 0, wire.head_size if wire else 0)
+                err = (
+                    exc
+                    if isinstance(exc, CallError)
+                    else CallError("timeout", wire.nread if wire else 0, wire.head_size if wire else 0)
+                )
                 if reused and not retried and err.kind in ("eof", "reset") and err.nbytes == 0:
                     retried = True
                     self.res.retries += 1
@@ -554,9 +564,19 @@ class Run:
         if self._log is not None:
             # fortio's fileAccessLogger JSON line: service latency in seconds, send time in unix ns
             wall_send = int(res.start_wall * NS) + (send_ns - self._start_ns)
-            self._log.write(json.dumps({"latency": (done - send_ns) / NS, "timestamp": wall_send,
-                                        "thread": j, "iter": res.calls_done[j] - 1,
-                                        "ok": is_ok(o.code), "details": str(o.code)}) + "\n")
+            self._log.write(
+                json.dumps(
+                    {
+                        "latency": (done - send_ns) / NS,
+                        "timestamp": wall_send,
+                        "thread": j,
+                        "iter": res.calls_done[j] - 1,
+                        "ok": is_ok(o.code),
+                        "details": str(o.code),
+                    }
+                )
+                + "\n"
+            )
         if self.cfg.abort_on and o.code == self.cfg.abort_on and res.aborted_on is None:
             res.aborted_on = o.code
             assert self._stop_evt is not None

@@ -8,7 +8,6 @@ fault-injected statuses). Built on the standard library's ``http.client`` so it 
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 from typing import BinaryIO, TextIO
 
@@ -40,7 +39,7 @@ def fetch(opts: LoadOptions, body_out: BinaryIO, err: TextIO) -> int:
         conn.endheaders(opts.payload or None)
         resp = conn.getresponse()
         body = resp.read()
-    except (OSError, http.client.HTTPException, socket.timeout) as exc:
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
         raise RunError(f"curl {opts.url}: {exc.__class__.__name__}: {exc}") from exc
     finally:
         conn.close()

@@ -50,7 +50,9 @@ def choose(requested: str, scheme: str, *, h2: bool = False, stdclient: bool = F
             return "c", ""
         return "py", "the compiled engine is not built; using the pure-Python engine (slower)"
     if name == "c" and not c_available():
-        raise UsageError("engine 'c' is not built in this installation (reinstall without LOADGEN_NO_EXTENSIONS)")
+        raise UsageError(
+            "engine 'c' is not built in this installation (reinstall without LOADGEN_NO_EXTENSIONS)"
+        )
     return name, ""
 
 

@@ -39,15 +39,62 @@ from loadgen.errors import UsageError
 from loadgen.recorder import Recorder
 
 BUCKET_VALUES: tuple[int, ...] = (
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-    12, 14, 16, 18, 20,
-    25, 30, 35, 40, 45, 50,
-    60, 70, 80, 90, 100,
-    120, 140, 160, 180, 200,
-    250, 300, 350, 400, 450, 500,
-    600, 700, 800, 900, 1000,
-    2000, 3000, 4000, 5000, 7500, 10000,
-    20000, 30000, 40000, 50000, 75000, 100000,
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    14,
+    16,
+    18,
+    20,
+    25,
+    30,
+    35,
+    40,
+    45,
+    50,
+    60,
+    70,
+    80,
+    90,
+    100,
+    120,
+    140,
+    160,
+    180,
+    200,
+    250,
+    300,
+    350,
+    400,
+    450,
+    500,
+    600,
+    700,
+    800,
+    900,
+    1000,
+    2000,
+    3000,
+    4000,
+    5000,
+    7500,
+    10000,
+    20000,
+    30000,
+    40000,
+    50000,
+    75000,
+    100000,
 )
 NUM_VALUES = len(BUCKET_VALUES)  # 56
 NUM_BUCKETS = NUM_VALUES + 1  # 57: bucket 0 is <= 0, the last one is > 100000
@@ -160,8 +207,17 @@ def seconds_to_ns(s: float) -> int:
 
 
 _DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
-_DUR_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-             "h": 3600.0, "d": 86400.0}
+_DUR_UNIT = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 
 
 def parse_go_duration(s: str) -> float:
@@ -224,8 +280,13 @@ class Counter:
         if src.count == 0:
             return
         if self.count == 0:
-            self.count, self.min, self.max, self.sum, self.sumsq = (src.count, src.min, src.max, src.sum,
-                                                                     src.sumsq)
+            self.count, self.min, self.max, self.sum, self.sumsq = (
+                src.count,
+                src.min,
+                src.max,
+                src.sum,
+                src.sumsq,
+            )
             return
         self.count += src.count
         self.min = min(self.min, src.min)
@@ -238,10 +299,13 @@ class Counter:
         return counter_line(msg, self.count, self.avg, self.stddev, self.min, self.max, self.sum)
 
 
-def counter_line(msg: str, count: int, avg: float, stddev: float, vmin: float, vmax: float,
-                 vsum: float) -> str:
-    return (f"{msg} : count {count} avg {avg:.8g} +/- {stddev:.4g} min {go_g(vmin)} max {go_g(vmax)} "
-            f"sum {vsum:.9g}")
+def counter_line(
+    msg: str, count: int, avg: float, stddev: float, vmin: float, vmax: float, vsum: float
+) -> str:
+    return (
+        f"{msg} : count {count} avg {avg:.8g} +/- {stddev:.4g} min {go_g(vmin)} max {go_g(vmax)} "
+        f"sum {vsum:.9g}"
+    )
 
 
 @dataclass
@@ -299,18 +363,26 @@ class HistogramData:
         lines = [self.counter_line(msg), "# range, mid point, percentile, count"]
         for i, b in enumerate(self.data):
             sep = ">=" if i == 0 else ">"
-            lines.append(f"{sep} {b.start:.6g} <= {b.end:.6g} , {(b.start + b.end) / 2.0:.6g} , "
-                         f"{b.percent:.2f}, {b.count}")
+            lines.append(
+                f"{sep} {b.start:.6g} <= {b.end:.6g} , {(b.start + b.end) / 2.0:.6g} , "
+                f"{b.percent:.2f}, {b.count}"
+            )
         lines.extend(target_line(p, v) for p, v in self.percentiles)
         return lines
 
     def to_json(self) -> dict[str, Any]:
         """fortio's JSON: ``Data`` is null when empty; ``Percentiles`` omitted when empty (omitempty)."""
         d: dict[str, Any] = {
-            "Count": self.count, "Min": self.min, "Max": self.max, "Sum": self.sum, "Avg": self.avg,
+            "Count": self.count,
+            "Min": self.min,
+            "Max": self.max,
+            "Sum": self.sum,
+            "Avg": self.avg,
             "StdDev": self.stddev,
-            "Data": [{"Start": b.start, "End": b.end, "Percent": b.percent, "Count": b.count}
-                     for b in self.data] or None,
+            "Data": [
+                {"Start": b.start, "End": b.end, "Percent": b.percent, "Count": b.count} for b in self.data
+            ]
+            or None,
         }
         if self.percentiles:
             d["Percentiles"] = [{"Percentile": p, "Value": v} for p, v in self.percentiles]
@@ -321,13 +393,21 @@ class HistogramData:
         if not d:
             return cls()
         try:
-            data = [Bucket(float(b["Start"]), float(b["End"]), float(b["Percent"]), int(b["Count"]))
-                    for b in (d.get("Data") or [])]
+            data = [
+                Bucket(float(b["Start"]), float(b["End"]), float(b["Percent"]), int(b["Count"]))
+                for b in (d.get("Data") or [])
+            ]
             pct = [(float(p["Percentile"]), float(p["Value"])) for p in (d.get("Percentiles") or [])]
-            return cls(count=int(d.get("Count", 0)), min=float(d.get("Min", 0.0)),
-                       max=float(d.get("Max", 0.0)), sum=float(d.get("Sum", 0.0)),
-                       avg=float(d.get("Avg", 0.0)), stddev=float(d.get("StdDev", 0.0)),
-                       data=data, percentiles=pct)
+            return cls(
+                count=int(d.get("Count", 0)),
+                min=float(d.get("Min", 0.0)),
+                max=float(d.get("Max", 0.0)),
+                sum=float(d.get("Sum", 0.0)),
+                avg=float(d.get("Avg", 0.0)),
+                stddev=float(d.get("StdDev", 0.0)),
+                data=data,
+                percentiles=pct,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"not a fortio histogram: {exc}") from exc
 
@@ -402,8 +482,14 @@ class Histogram:
         return res
 
 
-def from_recorder(rec: Recorder, *, divider: float, offset: float = 0.0, scale: float = 1e9,
-                  percentiles: tuple[float, ...] | list[float] = ()) -> HistogramData:
+def from_recorder(
+    rec: Recorder,
+    *,
+    divider: float,
+    offset: float = 0.0,
+    scale: float = 1e9,
+    percentiles: tuple[float, ...] | list[float] = (),
+) -> HistogramData:
     """fortio's export of a Recorder, values divided by ``scale`` (1e9: ns → s; 1: bytes).
 
     Exact Count/Min/Max/Sum/Avg/StdDev from the recorder; Data and Percentiles from its HDR
@@ -411,8 +497,13 @@ def from_recorder(rec: Recorder, *, divider: float, offset: float = 0.0, scale: 
     """
     h = Histogram(offset=offset, divider=divider)
     if rec.count:
-        h.counter = Counter(count=rec.count, min=rec.min / scale, max=rec.max / scale, sum=rec.sum / scale,
-                            sumsq=rec.sumsq / (scale * scale))
+        h.counter = Counter(
+            count=rec.count,
+            min=rec.min / scale,
+            max=rec.max / scale,
+            sum=rec.sum / scale,
+            sumsq=rec.sumsq / (scale * scale),
+        )
         for v, n in rec.recorded_buckets():
             h.record_bucket(v / scale, n)
     data = h.export()
@@ -426,8 +517,9 @@ def from_recorder(rec: Recorder, *, divider: float, offset: float = 0.0, scale: 
 _SPREAD = 16  # points per bucket when rebuilding values from a fortio histogram
 
 
-def from_histogram_data(d: dict[str, Any] | HistogramData | None, *, scale: float = 1e9,
-                        hdr_divisor: int = 1000) -> Recorder:
+def from_histogram_data(
+    d: dict[str, Any] | HistogramData | None, *, scale: float = 1e9, hdr_divisor: int = 1000
+) -> Recorder:
     """Rebuild an approximate :class:`Recorder` from a fortio JSON histogram (``DurationHistogram`` …).
 
     What is kept exactly: Count, Min, Max, Sum and (through Avg and StdDev) the sum of squares,

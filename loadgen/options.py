@@ -67,25 +67,55 @@ class Flag:
 
 LOAD_FLAGS: tuple[Flag, ...] = (
     Flag("c", "connections", "int", "4", "Number of connections/simultaneous requests"),
-    Flag("qps", "qps", "float", "8", "Total queries per second across connections; 0 or negative = max speed"),
+    Flag(
+        "qps", "qps", "float", "8", "Total queries per second across connections; 0 or negative = max speed"
+    ),
     Flag("t", "duration_s", "duration", "5s", "How long to run (e.g. 10s, 1m); 0 = until interrupted"),
     Flag("n", "exactly", "int", "0", "Run exactly this many calls instead of a duration (no warm-up)"),
     Flag("r", "resolution", "float", "0.001", "Resolution of the fortio-style histogram, in seconds"),
     Flag("p", "percentiles", "percentiles", "50,75,90,99,99.9", "Percentiles to report, comma separated"),
-    Flag("H", "headers", "repeat", "", "Extra header 'name: value' (repeatable); 'Host:' sets the virtual host"),
+    Flag(
+        "H", "headers", "repeat", "", "Extra header 'name: value' (repeatable); 'Host:' sets the virtual host"
+    ),
     Flag("X", "method", "str", "", "HTTP method (default GET, or POST with a payload)"),
     Flag("payload", "payload", "str", "", "Request body (implies POST)"),
     Flag("payload-file", "payload", "payload-file", "", "Request body read from a file (implies POST)"),
-    Flag("payload-size", "payload", "payload-size", "0", "Random request body of this many bytes (implies POST)"),
+    Flag(
+        "payload-size",
+        "payload",
+        "payload-size",
+        "0",
+        "Random request body of this many bytes (implies POST)",
+    ),
     Flag("content-type", "content_type", "str", "", "Content-Type of the body (implies POST)"),
     Flag("timeout", "timeout_s", "duration", "3s", "Connect and per-request read timeout"),
     Flag("keepalive", "keepalive", "bool", "true", "Keep connections alive (false sends Connection: close)"),
     Flag("http1.0", "http10", "bool", "false", "Send HTTP/1.0 requests"),
-    Flag("uniform", "uniform", "bool", "false", "Stagger the connections' start uniformly over one period (qps mode)"),
+    Flag(
+        "uniform",
+        "uniform",
+        "bool",
+        "false",
+        "Stagger the connections' start uniformly over one period (qps mode)",
+    ),
     Flag("jitter", "jitter", "bool", "false", "Add +/-10% random jitter to each wait (qps mode)"),
-    Flag("nocatchup", "nocatchup", "bool", "false", "Skip late slots instead of catching up (qps is a ceiling)"),
-    Flag("allow-initial-errors", "allow_initial_errors", "bool", "false", "Do not abort when warm-up calls fail"),
-    Flag("abort-on", "abort_on", "int", "0", "Stop the run at the first call with this status (-1: socket errors)"),
+    Flag(
+        "nocatchup", "nocatchup", "bool", "false", "Skip late slots instead of catching up (qps is a ceiling)"
+    ),
+    Flag(
+        "allow-initial-errors",
+        "allow_initial_errors",
+        "bool",
+        "false",
+        "Do not abort when warm-up calls fail",
+    ),
+    Flag(
+        "abort-on",
+        "abort_on",
+        "int",
+        "0",
+        "Stop the run at the first call with this status (-1: socket errors)",
+    ),
     Flag("labels", "labels", "str", "", "Label for the run (default: URL and hostname)"),
     Flag("json", "json_path", "str", "", "Write the JSON result to this file ('-' = stdout)"),
     Flag("a", "auto_save", "bool", "false", "Save the JSON result as <data-dir>/<ID>.json"),
@@ -100,8 +130,16 @@ LOAD_FLAGS: tuple[Flag, ...] = (
     Flag("h2", "h2", "bool", "false", "HTTP/2 (implies the httpx engine)"),
     Flag("k", "insecure", "bool", "false", "Do not verify TLS certificates"),
     Flag("runid", "runid", "int", "0", "Run ID added to the JSON and the auto-save file name"),
-    Flag("envoy-admin", "envoy_admin", "str", "", "Envoy admin URL: snapshot its stats around the run and reconcile"),
+    Flag(
+        "envoy-admin",
+        "envoy_admin",
+        "str",
+        "",
+        "Envoy admin URL: snapshot its stats around the run and reconcile",
+    ),
     Flag("envoy-cluster", "envoy_cluster", "str", "", "Regex of the Envoy clusters to report (default: all)"),
-    Flag("stats-interval", "stats_interval_s", "duration", "1s", "Envoy stats snapshot interval during the run"),
+    Flag(
+        "stats-interval", "stats_interval_s", "duration", "1s", "Envoy stats snapshot interval during the run"
+    ),
     Flag("report", "report_path", "str", "", "Also write a self-contained HTML (or .md) report of this run"),
 )

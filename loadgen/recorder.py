@@ -44,8 +44,12 @@ def hdr_counts_len() -> int:
 def hdr_layout() -> tuple[int, int, int, int]:
     """(counts_len, unit_magnitude, sub_bucket_half_count_magnitude, sub_bucket_mask) for C code."""
     h = new_hdr()
-    return (int(h.counts_len), int(h.unit_magnitude), int(h.sub_bucket_half_count_magnitude),
-            int(h.sub_bucket_mask))
+    return (
+        int(h.counts_len),
+        int(h.unit_magnitude),
+        int(h.sub_bucket_half_count_magnitude),
+        int(h.sub_bucket_mask),
+    )
 
 
 @dataclass
@@ -77,8 +81,9 @@ class Recorder:
         self.sum += v
         self.sumsq += float(v) * float(v)
 
-    def fill_counts(self, counts: bytes | memoryview, count: int, vmin: int, vmax: int, vsum: float,
-                    vsumsq: float) -> None:
+    def fill_counts(
+        self, counts: bytes | memoryview, count: int, vmin: int, vmax: int, vsum: float, vsumsq: float
+    ) -> None:
         """Add a raw counts array (native uint64, :func:`hdr_layout` layout) and its exact stats.
 
         This is how the C engine hands over a thread's histogram without per-value Python calls.
@@ -145,12 +150,20 @@ class Recorder:
 
     def encode(self) -> str:
         """Base64 HdrHistogram V2 compressed encoding of the HDR part."""
-        return str(self.hdr.encode().decode("ascii") if isinstance(self.hdr.encode(), bytes)
-                   else self.hdr.encode())
+        return str(
+            self.hdr.encode().decode("ascii") if isinstance(self.hdr.encode(), bytes) else self.hdr.encode()
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"Count": self.count, "Min": self.min, "Max": self.max, "Sum": self.sum,
-                "SumSq": self.sumsq, "Divisor": self.hdr_divisor, "Hdr": self.encode()}
+        return {
+            "Count": self.count,
+            "Min": self.min,
+            "Max": self.max,
+            "Sum": self.sum,
+            "SumSq": self.sumsq,
+            "Divisor": self.hdr_divisor,
+            "Hdr": self.encode(),
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Recorder:
@@ -241,7 +254,7 @@ class Second:
         self.overloaded += other.overloaded
         for k, v in other.codes.items():
             self.codes[k] = self.codes.get(k, 0) + v
-        self.latency = [a + b for a, b in zip(self.latency, other.latency)]
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -257,9 +270,13 @@ class Second:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Second:
-        s = cls(t=int(d["T"]), requests=int(d.get("Requests", 0)), errors=int(d.get("Errors", 0)),
-                overloaded=int(d.get("Overloaded", 0)),
-                codes={int(k): int(v) for k, v in d.get("Codes", {}).items()})
+        s = cls(
+            t=int(d["T"]),
+            requests=int(d.get("Requests", 0)),
+            errors=int(d.get("Errors", 0)),
+            overloaded=int(d.get("Overloaded", 0)),
+            codes={int(k): int(v) for k, v in d.get("Codes", {}).items()},
+        )
         for k, v in d.get("Buckets", {}).items():
             s.latency[int(k)] = int(v)
         return s

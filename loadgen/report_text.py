@@ -36,8 +36,15 @@ from loadgen.results import RunResult
 from loadgen.schedule import Plan
 from loadgen.version import __version__
 
-LEVELS: dict[str, int] = {"debug": 0, "verbose": 1, "info": 2, "warning": 3, "error": 4, "critical": 5,
-                          "fatal": 6}
+LEVELS: dict[str, int] = {
+    "debug": 0,
+    "verbose": 1,
+    "info": 2,
+    "warning": 3,
+    "error": 4,
+    "critical": 5,
+    "fatal": 6,
+}
 VERBOSE, INFO, WARNING = 1, 2, 3
 SLEEP_WARNING_PERCENT = 5.0
 
@@ -47,8 +54,10 @@ def level_of(loglevel: str) -> int:
     try:
         return LEVELS[loglevel.strip().lower()]
     except KeyError:
-        raise UsageError(f"invalid -loglevel {loglevel!r} (expected one of: "
-                         "Debug, Verbose, Info, Warning, Error, Critical, Fatal)") from None
+        raise UsageError(
+            f"invalid -loglevel {loglevel!r} (expected one of: "
+            "Debug, Verbose, Info, Warning, Error, Critical, Fatal)"
+        ) from None
 
 
 def _gobool(b: bool) -> str:
@@ -93,19 +102,25 @@ def header_lines(opts: LoadOptions, url: str, num_threads: int, procs: int, lvl:
             per = n // nt
             total = per * nt
             if opts.exactly > 0:
-                lines.append(f"Starting at {q} qps with {nt} thread(s) [gomax {procs}] : exactly "
-                             f"{opts.exactly}, {per} calls each (total {total} + "
-                             f"{opts.exactly - total}){extra}")
+                lines.append(
+                    f"Starting at {q} qps with {nt} thread(s) [gomax {procs}] : exactly "
+                    f"{opts.exactly}, {per} calls each (total {total} + "
+                    f"{opts.exactly - total}){extra}"
+                )
             else:
-                lines.append(f"Starting at {q} qps with {nt} thread(s) [gomax {procs}] for {dur} : "
-                             f"{per} calls each (total {total}){extra}")
+                lines.append(
+                    f"Starting at {q} qps with {nt} thread(s) [gomax {procs}] for {dur} : "
+                    f"{per} calls each (total {total}){extra}"
+                )
     elif endless:
         lines.append(f"Starting at max qps with {nt} thread(s) [gomax {procs}] until interrupted{extra}")
     elif lvl <= WARNING:
         head = f"Starting at max qps with {nt} thread(s) [gomax {procs}] "
         if opts.exactly > 0:
-            lines.append(head + f"for exactly {opts.exactly} calls ({opts.exactly // nt} per thread + "
-                         f"{opts.exactly % nt}){extra}")
+            lines.append(
+                head + f"for exactly {opts.exactly} calls ({opts.exactly // nt} per thread + "
+                f"{opts.exactly % nt}){extra}"
+            )
         else:
             lines.append(head + f"for {dur}{extra}")
     return lines
@@ -157,10 +172,13 @@ def report_lines(result: RunResult, loglevel: str = "Info", header: bool = True)
         lines += result.connection_histogram().print_lines("Connection time histogram (s)")
     elif lvl <= WARNING:
         lines.append(result.connection_histogram().counter_line("Connection time (s)"))
-    lines.append(f"Sockets used: {result.socket_count} "
-                 f"(for perfect keepalive, would be {result.num_threads})")
-    lines.append(f"Uniform: {_gobool(opts.uniform)}, Jitter: {_gobool(opts.jitter)}, "
-                 f"Catchup allowed: {_gobool(not opts.nocatchup)}")
+    lines.append(
+        f"Sockets used: {result.socket_count} (for perfect keepalive, would be {result.num_threads})"
+    )
+    lines.append(
+        f"Uniform: {_gobool(opts.uniform)}, Jitter: {_gobool(opts.jitter)}, "
+        f"Catchup allowed: {_gobool(not opts.nocatchup)}"
+    )
     lines.append("IP addresses distribution:")
     ipc = result.ip_count_map
     for ip in sorted(ipc, key=lambda k: -ipc[k]):
@@ -175,8 +193,10 @@ def report_lines(result: RunResult, loglevel: str = "Info", header: bool = True)
     elif lvl <= WARNING:
         lines.append(result.header_sizes_histogram().counter_line("Response Header Sizes"))
         lines.append(result.sizes_histogram().counter_line("Response Body/Total Sizes"))
-    lines.append(f"All done {count} calls (plus {result.warmup} warmup) {1000.0 * dh.avg:.3f} ms avg, "
-                 f"{result.actual_qps:.1f} qps")
+    lines.append(
+        f"All done {count} calls (plus {result.warmup} warmup) {1000.0 * dh.avg:.3f} ms avg, "
+        f"{result.actual_qps:.1f} qps"
+    )
     lines += extra_lines(result)
     return lines
 
@@ -187,8 +207,17 @@ def extra_lines(result: RunResult) -> list[str]:
     lines: list[str] = []
     lat = er.latency
     if result.qps_mode and lat.count:
-        lines.append(counter_line("Latency from intended send time (wrk2-style)", lat.count, lat.avg / 1e9,
-                                  lat.stddev / 1e9, lat.min / 1e9, lat.max / 1e9, lat.sum / 1e9))
+        lines.append(
+            counter_line(
+                "Latency from intended send time (wrk2-style)",
+                lat.count,
+                lat.avg / 1e9,
+                lat.stddev / 1e9,
+                lat.min / 1e9,
+                lat.max / 1e9,
+                lat.sum / 1e9,
+            )
+        )
         lines += [target_line(p, lat.percentile(p) / 1e9) for p in result.options.percentiles]
     lines.append(errors_line(result))
     ov = sum(er.overloaded.values())
@@ -196,8 +225,11 @@ def extra_lines(result: RunResult) -> list[str]:
     if ov:
         detail = " (" + ", ".join(f"code {k}: {v}" for k, v in sorted(er.overloaded.items()) if v) + ")"
     lines.append(f"Overloaded (x-envoy-overloaded): {ov}{detail}")
-    misc = [(name, n) for name, n in (("retries", er.retries), ("abandoned", er.abandoned),
-                                      ("skipped slots", er.skipped)) if n]
+    misc = [
+        (name, n)
+        for name, n in (("retries", er.retries), ("abandoned", er.abandoned), ("skipped slots", er.skipped))
+        if n
+    ]
     if misc:
         lines.append("Also: " + ", ".join(f"{name} {n}" for name, n in misc))
     if er.aborted_on is not None:
@@ -210,8 +242,9 @@ def extra_lines(result: RunResult) -> list[str]:
 def errors_line(result: RunResult) -> str:
     """``Errors: connect_refused 3, timeout 1`` (known kinds in their fixed order) or ``Errors: none``."""
     er = result.engine_result
-    kinds = [k for k in ERROR_KINDS if er.errors.get(k)] + sorted(k for k in er.errors
-                                                                   if k not in ERROR_KINDS and er.errors[k])
+    kinds = [k for k in ERROR_KINDS if er.errors.get(k)] + sorted(
+        k for k in er.errors if k not in ERROR_KINDS and er.errors[k]
+    )
     if kinds:
         return "Errors: " + ", ".join(f"{k} {er.errors[k]}" for k in kinds)
     socket_errors = er.codes.get(-1, 0)

@@ -94,8 +94,9 @@ def parse_rfc3339(s: str) -> dt.datetime:
 
 def make_id(start: dt.datetime, run_id: int, labels: str) -> str:
     """fortio's result ID: ``YYYY-MM-DD-HHMMSS[_RunID]_<labels, non-alnum runs as one _>``, <= 96 chars."""
-    base = (f"{start.year}-{start.month:02d}-{start.day:02d}-"
-            f"{start.hour:02d}{start.minute:02d}{start.second:02d}")
+    base = (
+        f"{start.year}-{start.month:02d}-{start.day:02d}-{start.hour:02d}{start.minute:02d}{start.second:02d}"
+    )
     if run_id != 0:
         base += f"_{run_id}"
     if not labels:
@@ -121,7 +122,7 @@ def default_labels(url: str) -> str:
     short = redact_url(url)
     for p in ("https://", "http://"):
         if short.startswith(p):
-            short = short[len(p):]
+            short = short[len(p) :]
             break
     return f"{short} , {socket.gethostname().split('.', 1)[0]}"
 
@@ -213,10 +214,15 @@ def _options_from_json(d: dict[str, Any]) -> LoadOptions:
 
 def _latency_summary(rec: Recorder, percentiles: tuple[float, ...]) -> dict[str, Any]:
     return {
-        "Count": rec.count, "Min": rec.min / 1e9, "Max": rec.max / 1e9, "Sum": rec.sum / 1e9,
-        "Avg": rec.avg / 1e9, "StdDev": rec.stddev / 1e9,
+        "Count": rec.count,
+        "Min": rec.min / 1e9,
+        "Max": rec.max / 1e9,
+        "Sum": rec.sum / 1e9,
+        "Avg": rec.avg / 1e9,
+        "StdDev": rec.stddev / 1e9,
         "Percentiles": [{"Percentile": p, "Value": rec.percentile(p) / 1e9} for p in percentiles]
-        if rec.count else [],
+        if rec.count
+        else [],
     }
 
 
@@ -248,10 +254,22 @@ class RunResult:
     source: str = "loadgen"  # "fortio" when read from a fortio result file
 
     @classmethod
-    def build(cls, eres: EngineResult, opts: LoadOptions, *, start_time: dt.datetime, engine: str = "",
-              url: str = "", resolved: str = "", num_threads: int = 0, warmup: int = 0,
-              labels: str | None = None, run_id: int | None = None, envoy: dict[str, Any] | None = None,
-              extra: dict[str, Any] | None = None) -> RunResult:
+    def build(
+        cls,
+        eres: EngineResult,
+        opts: LoadOptions,
+        *,
+        start_time: dt.datetime,
+        engine: str = "",
+        url: str = "",
+        resolved: str = "",
+        num_threads: int = 0,
+        warmup: int = 0,
+        labels: str | None = None,
+        run_id: int | None = None,
+        envoy: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> RunResult:
         """The usual constructor: derives fortio's requested strings, labels and ID inputs."""
         if start_time.tzinfo is None:
             start_time = start_time.astimezone()
@@ -259,14 +277,21 @@ class RunResult:
         count = eres.service.count or eres.count
         lab = opts.labels if labels is None else labels
         return cls(
-            engine_result=eres, options=opts, start_time=start_time,
+            engine_result=eres,
+            options=opts,
+            start_time=start_time,
             labels=lab or default_labels(url),
-            engine=engine, url=url, resolved=resolved,
+            engine=engine,
+            url=url,
+            resolved=resolved,
             requested_qps=requested_qps_str(opts.qps),
-            requested_duration=requested_duration_str(opts, count,
-                                                      eres.interrupted or eres.aborted_on is not None),
+            requested_duration=requested_duration_str(
+                opts, count, eres.interrupted or eres.aborted_on is not None
+            ),
             num_threads=num_threads or len(eres.calls_done) or opts.connections,
-            run_id=opts.runid if run_id is None else run_id, warmup=warmup, envoy=envoy,
+            run_id=opts.runid if run_id is None else run_id,
+            warmup=warmup,
+            envoy=envoy,
             extra=dict(extra or {}),
             access_logger_info=f"mode json to {opts.access_log_file}" if opts.access_log_file else "",
             procs=os.cpu_count() or 1,
@@ -303,16 +328,23 @@ class RunResult:
 
     def duration_histogram(self) -> fh.HistogramData:
         """Service time (from the actual send), as fortio's ``DurationHistogram``."""
-        return fh.from_recorder(self.engine_result.service, divider=self.options.resolution,
-                                percentiles=self.options.percentiles)
+        return fh.from_recorder(
+            self.engine_result.service, divider=self.options.resolution, percentiles=self.options.percentiles
+        )
 
     def errors_histogram(self) -> fh.HistogramData:
-        return fh.from_recorder(self.engine_result.error_service, divider=self.options.resolution,
-                                percentiles=self.options.percentiles)
+        return fh.from_recorder(
+            self.engine_result.error_service,
+            divider=self.options.resolution,
+            percentiles=self.options.percentiles,
+        )
 
     def connection_histogram(self) -> fh.HistogramData:
-        return fh.from_recorder(self.engine_result.connect_time, divider=self.options.resolution,
-                                percentiles=self.options.percentiles)
+        return fh.from_recorder(
+            self.engine_result.connect_time,
+            divider=self.options.resolution,
+            percentiles=self.options.percentiles,
+        )
 
     def sizes_histogram(self) -> fh.HistogramData:
         return fh.from_recorder(self.engine_result.total_size, divider=fh.SIZE_DIVIDER, scale=1.0)
@@ -323,12 +355,17 @@ class RunResult:
     def sleep_counter(self) -> fh.Counter:
         """The qps-mode waits before each request, in seconds (negative: late)."""
         er = self.engine_result
-        return fh.Counter(count=er.sleep_count, min=er.sleep_min / 1e9, max=er.sleep_max / 1e9,
-                          sum=er.sleep_sum / 1e9, sumsq=er.sleep_sumsq / 1e18)
+        return fh.Counter(
+            count=er.sleep_count,
+            min=er.sleep_min / 1e9,
+            max=er.sleep_max / 1e9,
+            sum=er.sleep_sum / 1e9,
+            sumsq=er.sleep_sumsq / 1e18,
+        )
 
     # --- JSON --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """fortio's ``HTTPRunnerResults`` (same names, order, types) + ``Loadgen`` (with ``Loadgen.Envoy``)."""
+        """fortio's ``HTTPRunnerResults`` (same names, order, types) + ``Loadgen`` (+ ``Loadgen.Envoy``)."""
         o = self.options
         er = self.engine_result
         user = str(getattr(o, "user", "") or o.extra.get("user", ""))
@@ -409,10 +446,20 @@ class RunResult:
             "Abandoned": er.abandoned,
             "Skipped": er.skipped,
             "Late": er.late,
-            "Sleep": {"Count": sc.count, "Min": sc.min, "Max": sc.max, "Sum": sc.sum, "Avg": sc.avg,
-                      "StdDev": sc.stddev,
-                      "Ns": {"Min": er.sleep_min, "Max": er.sleep_max, "Sum": er.sleep_sum,
-                             "SumSq": er.sleep_sumsq}},
+            "Sleep": {
+                "Count": sc.count,
+                "Min": sc.min,
+                "Max": sc.max,
+                "Sum": sc.sum,
+                "Avg": sc.avg,
+                "StdDev": sc.stddev,
+                "Ns": {
+                    "Min": er.sleep_min,
+                    "Max": er.sleep_max,
+                    "Sum": er.sleep_sum,
+                    "SumSq": er.sleep_sumsq,
+                },
+            },
             "Interrupted": er.interrupted,
             "AbortedOn": er.aborted_on,
             "StartUnix": er.start_wall,
@@ -465,14 +512,24 @@ class RunResult:
         er.aborted_on = None if ab is None else int(ab)
         opts = _options_from_json(lg["Options"]) if "Options" in lg else _fortio_options(d)
         return cls(
-            engine_result=er, options=opts, start_time=parse_rfc3339(d["StartTime"]),
-            labels=str(d.get("Labels", "")), version=str(lg.get("Version", d.get("Version", ""))),
-            engine=str(lg.get("Engine", "")), url=str(d.get("URL", opts.url)),
-            resolved=str(lg.get("Resolved", "")), requested_qps=str(d.get("RequestedQPS", "")),
-            requested_duration=str(d.get("RequestedDuration", "")), num_threads=int(d.get("NumThreads", 0)),
-            run_id=int(d.get("RunID", 0)), warmup=int(lg.get("Warmup", 0)), envoy=lg.get("Envoy", d.get("Envoy")),
-            extra=dict(lg.get("Extra") or {}), ip_counts=_ip_counts(d, str(lg.get("Resolved", ""))),
-            access_logger_info=str(d.get("AccessLoggerInfo", "")), procs=int(lg.get("Procs", 0)),
+            engine_result=er,
+            options=opts,
+            start_time=parse_rfc3339(d["StartTime"]),
+            labels=str(d.get("Labels", "")),
+            version=str(lg.get("Version", d.get("Version", ""))),
+            engine=str(lg.get("Engine", "")),
+            url=str(d.get("URL", opts.url)),
+            resolved=str(lg.get("Resolved", "")),
+            requested_qps=str(d.get("RequestedQPS", "")),
+            requested_duration=str(d.get("RequestedDuration", "")),
+            num_threads=int(d.get("NumThreads", 0)),
+            run_id=int(d.get("RunID", 0)),
+            warmup=int(lg.get("Warmup", 0)),
+            envoy=lg.get("Envoy", d.get("Envoy")),
+            extra=dict(lg.get("Extra") or {}),
+            ip_counts=_ip_counts(d, str(lg.get("Resolved", ""))),
+            access_logger_info=str(d.get("AccessLoggerInfo", "")),
+            procs=int(lg.get("Procs", 0)),
             source=str(lg.get("Source", "loadgen")),
         )
 
@@ -501,18 +558,31 @@ class RunResult:
         count = er.service.count
         exactly = int(d.get("Exactly", 0))
         er.interrupted = ", interrupted after" in str(d.get("RequestedDuration", "")) or (
-            exactly > 0 and count != exactly)
+            exactly > 0 and count != exactly
+        )
         abort_on = int(d.get("AbortOn", 0))
         if abort_on and er.codes.get(abort_on):
             er.aborted_on = abort_on
         warm = 0 if exactly > 0 else int(d.get("NumThreads", 0))
         return cls(
-            engine_result=er, options=opts, start_time=start, labels=str(d.get("Labels", "")),
-            version=str(d.get("Version", "")), engine="fortio", url=str(d.get("URL", "")),
-            resolved=next(iter(ipc), ""), requested_qps=str(d.get("RequestedQPS", "")),
-            requested_duration=str(d.get("RequestedDuration", "")), num_threads=int(d.get("NumThreads", 0)),
-            run_id=int(d.get("RunID", 0)), warmup=warm, envoy=None, ip_counts=ipc,
-            access_logger_info=str(d.get("AccessLoggerInfo", "")), procs=0, source="fortio",
+            engine_result=er,
+            options=opts,
+            start_time=start,
+            labels=str(d.get("Labels", "")),
+            version=str(d.get("Version", "")),
+            engine="fortio",
+            url=str(d.get("URL", "")),
+            resolved=next(iter(ipc), ""),
+            requested_qps=str(d.get("RequestedQPS", "")),
+            requested_duration=str(d.get("RequestedDuration", "")),
+            num_threads=int(d.get("NumThreads", 0)),
+            run_id=int(d.get("RunID", 0)),
+            warmup=warm,
+            envoy=None,
+            ip_counts=ipc,
+            access_logger_info=str(d.get("AccessLoggerInfo", "")),
+            procs=0,
+            source="fortio",
         )
 
 
@@ -626,11 +696,15 @@ def merge(results: list[RunResult]) -> RunResult:
             ipc[ip] = ipc.get(ip, 0) + n
     start_time = min(r.start_time for r in results)
     return dataclasses.replace(
-        first, engine_result=out, start_time=start_time,
-        num_threads=sum(r.num_threads for r in results), warmup=sum(r.warmup for r in results),
+        first,
+        engine_result=out,
+        start_time=start_time,
+        num_threads=sum(r.num_threads for r in results),
+        warmup=sum(r.warmup for r in results),
         ip_counts=ipc if len(ipc) > 1 or any(r.ip_counts for r in results) else {},
         resolved=first.resolved if len(ipc) <= 1 else "",
-        envoy=None, extra={**first.extra, "merged": len(results)},
+        envoy=None,
+        extra={**first.extra, "merged": len(results)},
         requested_duration=first.requested_duration,
     )
 

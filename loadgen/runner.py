@@ -106,8 +106,10 @@ def prepare(opts: LoadOptions) -> Prepared:
     )
     warnings = [warn] if warn else []
     if pl.lowered_from:
-        warnings.append(f"Lowering number of threads - total call {pl.total} -> lowering from "
-                        f"{pl.lowered_from} to {pl.connections} threads")
+        warnings.append(
+            f"Lowering number of threads - total call {pl.total} -> lowering from "
+            f"{pl.lowered_from} to {pl.connections} threads"
+        )
     return Prepared(opts=opts, target=target, engine=name, ip=ip, cfg=cfg, plan=pl, warnings=warnings)
 
 
@@ -148,8 +150,14 @@ def _progress_line(done: int, total: int, errors: int, elapsed: float) -> str:
     return f"\r{done}{tot} calls  {rate:,.0f} qps  {errors} errors  {elapsed:.1f}s\x1b[K"
 
 
-def run_engine(prep: Prepared, cfg: EngineConfig, *, err: TextIO, progress: bool,
-               observers: list[RunObserver] | None = None) -> EngineResult:
+def run_engine(
+    prep: Prepared,
+    cfg: EngineConfig,
+    *,
+    err: TextIO,
+    progress: bool,
+    observers: list[RunObserver] | None = None,
+) -> EngineResult:
     """Start ``cfg`` on the prepared engine and wait, handling signals and the progress line."""
     sig = _Signals(err)
     in_main = _in_main_thread()
@@ -191,9 +199,16 @@ def warmup(prep: Prepared, err: TextIO) -> int:
     if opts.exactly > 0:
         return 0
     c = prep.plan.connections
-    cfg = dataclasses.replace(prep.cfg, qps=0.0, calls=tuple(1 for _ in range(c)),
-                              offsets=tuple(0.0 for _ in range(c)), stretch=False, end_s=0.0,
-                              access_log_path="", abort_on=0)
+    cfg = dataclasses.replace(
+        prep.cfg,
+        qps=0.0,
+        calls=tuple(1 for _ in range(c)),
+        offsets=tuple(0.0 for _ in range(c)),
+        stretch=False,
+        end_s=0.0,
+        access_log_path="",
+        abort_on=0,
+    )
     res = engines.start(prep.engine, cfg)
     res.wait(None)
     r = res.result()
@@ -201,14 +216,23 @@ def warmup(prep: Prepared, err: TextIO) -> int:
     if bad and not opts.allow_initial_errors:
         detail = ", ".join(f"code {k}: {v}" for k, v in sorted(bad.items()))
         errs = ", ".join(f"{k} {v}" for k, v in sorted(r.errors.items()) if v)
-        raise RunError(f"warm-up failed ({detail}{'; ' + errs if errs else ''}); "
-                       "use -allow-initial-errors to run anyway")
+        raise RunError(
+            f"warm-up failed ({detail}{'; ' + errs if errs else ''}); use -allow-initial-errors to run anyway"
+        )
     return c
 
 
-def execute(opts: LoadOptions, *, err: TextIO | None = None, out: TextIO | None = None,
-            observers: list[RunObserver] | None = None, progress: bool | None = None) -> tuple[RunResult, int]:
-    """Run the load described by ``opts``: report on ``err``, JSON where asked. Returns (result, exit code)."""
+def execute(
+    opts: LoadOptions,
+    *,
+    err: TextIO | None = None,
+    out: TextIO | None = None,
+    observers: list[RunObserver] | None = None,
+    progress: bool | None = None,
+) -> tuple[RunResult, int]:
+    """Run the load described by ``opts``: report on ``err``, JSON where asked.
+
+    Returns ``(result, exit code)``."""
     from loadgen import report_text  # local: keeps `import loadgen.runner` light for the API
 
     err = err or sys.stderr
@@ -231,9 +255,16 @@ def execute(opts: LoadOptions, *, err: TextIO | None = None, out: TextIO | None 
         ob.before()
     start = dt.datetime.now(dt.timezone.utc).astimezone()
     eres = run_engine(prep, prep.cfg, err=err, progress=progress, observers=observers)
-    result = RunResult.build(eres, opts, engine=prep.engine, url=prep.target.url,
-                             resolved=f"{prep.ip}:{prep.target.port}", start_time=start,
-                             num_threads=prep.plan.connections, warmup=warm)
+    result = RunResult.build(
+        eres,
+        opts,
+        engine=prep.engine,
+        url=prep.target.url,
+        resolved=f"{prep.ip}:{prep.target.port}",
+        start_time=start,
+        num_threads=prep.plan.connections,
+        warmup=warm,
+    )
     for ob in observers:
         ob.after(result)
     if envoy_obs is not None:
@@ -281,9 +312,10 @@ def write_hdr_log(result: RunResult, path: str) -> None:
     w = HistogramLogWriter(buf)
     w.output_comment(f"loadgen {result.version} {result.url} (values in microseconds)")
     w.output_log_format_version()
-    # written by hand: hdrh's output_start_time mis-handles its own millisecond argument
-    stamp = dt.datetime.fromtimestamp(er.start_wall, dt.timezone.utc).isoformat(" ")
-    buf.write(f"#[StartTime: {er.start_wall:.3f} (seconds since epoch), {stamp}]\n")
+    # written by hand: hdrh's output_start_time mis-handles its own millisecond argument; the
+    # reader skips intervals that start before StartTime, so both come from the same start_ms
+    stamp = dt.datetime.fromtimestamp(start_ms / 1000, dt.timezone.utc).isoformat(" ")
+    buf.write(f"#[StartTime: {start_ms / 1000:.3f} (seconds since epoch), {stamp}]\n")
     w.output_legend()
     for rec in (er.latency, er.service):
         h = rec.hdr

@@ -67,8 +67,15 @@ def plan(connections: int, qps: float, duration_s: float, exactly: int, uniform:
         offsets = tuple(period * j / c for j in range(c))
     else:
         offsets = tuple(0.0 for _ in range(c))
-    return Plan(connections=c, calls=calls, offsets=offsets, stretch=stretch, end_s=end_s, total=total,
-                lowered_from=lowered)
+    return Plan(
+        connections=c,
+        calls=calls,
+        offsets=offsets,
+        stretch=stretch,
+        end_s=end_s,
+        total=total,
+        lowered_from=lowered,
+    )
 
 
 def period_s(qps: float, connections: int) -> float:
@@ -83,8 +90,9 @@ def slot_time(k: int, period: float, calls: int, stretch: bool) -> float:
     return k * period
 
 
-def next_slot(k: int, now_rel: float, period: float, calls: int, stretch: bool,
-              catchup: bool) -> tuple[int, float]:
+def next_slot(
+    k: int, now_rel: float, period: float, calls: int, stretch: bool, catchup: bool
+) -> tuple[int, float]:
     """The slot to use next when the connection is idle at ``now_rel`` (relative to its offset).
 
     Returns ``(k', t')``: with catch-up, ``k' = k`` (send at once if late); without, the first

@@ -126,5 +126,7 @@ def build_request(opts: LoadOptions, target: Target) -> bytes:
     try:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError as exc:
-        raise UsageError(f"request line or headers are not latin-1 text: {exc.object[exc.start:exc.end]!r}") from exc
+        raise UsageError(
+            f"request line or headers are not latin-1 text: {exc.object[exc.start : exc.end]!r}"
+        ) from exc
     return head + opts.payload

@@ -117,11 +117,29 @@ class Httpbin:
             self.port = free_port()
             self.access_log = self.access_log or os.path.join(self._logdir, "access.log")
             errlog = os.path.join(self._logdir, "error.log")
-            cmd = [os.path.join(BINDIR, "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers),
-                   "-k", self.worker_class, "--access-logfile", self.access_log, "--error-logfile", errlog,
-                   "--log-level", "warning", "httpbin:app"]
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            cmd = [
+                os.path.join(BINDIR, "gunicorn"),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(self.workers),
+                "-k",
+                self.worker_class,
+                "--access-logfile",
+                self.access_log,
+                "--error-logfile",
+                errlog,
+                "--log-level",
+                "warning",
+                "httpbin:app",
+            ]
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -173,20 +191,40 @@ class EnvoyProcess:
             fh.write(self.config)
         addr_path = os.path.join(self.workdir, "admin_address")
         base_path = os.path.join(self.workdir, "base_id")
-        cmd = [envoy_binary(), "-c", cfg, "--use-dynamic-base-id", "--base-id-path", base_path,
-               "--admin-address-path", addr_path, "-l", self.log_level, "--log-path", self.log_path]
+        cmd = [
+            envoy_binary(),
+            "-c",
+            cfg,
+            "--use-dynamic-base-id",
+            "--base-id-path",
+            base_path,
+            "--admin-address-path",
+            addr_path,
+            "-l",
+            self.log_level,
+            "--log-path",
+            self.log_path,
+        ]
         if self.concurrency:
             cmd += ["--concurrency", str(self.concurrency)]
         cmd += list(self.extra_args)
         t0 = time.monotonic()
         with open(os.path.join(self.workdir, f"{self.name}.out"), "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy {self.name!r} exited with {self.proc.returncode} during start-up; "
-                                   f"last log lines:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"envoy {self.name!r} exited with {self.proc.returncode} during start-up; "
+                    f"last log lines:\n{self.log_tail()}"
+                )
             if not self.admin_url:
                 with contextlib.suppress(OSError):
                     with open(addr_path) as fh:
@@ -248,8 +286,14 @@ class Drive:
     wall_s: float = 0.0
 
 
-def drive(url: str, n: int, c: int, headers: dict[str, str] | None = None, timeout: float = 10.0,
-          max_seconds: float = 30.0) -> Drive:
+def drive(
+    url: str,
+    n: int,
+    c: int,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    max_seconds: float = 30.0,
+) -> Drive:
     """A small stdlib client: ``n`` GETs of ``url`` (127.0.0.1 only) from ``c`` threads, each on its own
     keep-alive connection (reopened after ``Connection: close`` or an error); bounded by ``max_seconds``."""
     u = urllib.parse.urlsplit(url)

@@ -68,8 +68,14 @@ class Request:
 Script = Callable[[Request], list[Step]]
 
 
-def response(code: int = 200, body: bytes = b"", headers: tuple[str, ...] = (), reason: str = "X",
-             version: str = "HTTP/1.1", length: bool = True) -> bytes:
+def response(
+    code: int = 200,
+    body: bytes = b"",
+    headers: tuple[str, ...] = (),
+    reason: str = "X",
+    version: str = "HTTP/1.1",
+    length: bool = True,
+) -> bytes:
     """A response's bytes; ``length`` adds ``Content-Length``."""
     lines = [f"{version} {code} {reason}", *headers]
     if length:
@@ -195,8 +201,9 @@ class ScriptedServer:
                     return
                 first = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
                 with self._lock:
-                    req = Request(conn, index, len(self.requests), head, first[0],
-                                  first[1] if len(first) > 1 else "")
+                    req = Request(
+                        conn, index, len(self.requests), head, first[0], first[1] if len(first) > 1 else ""
+                    )
                     self.requests.append(req)
                 index += 1
                 for step in self.script(req):
@@ -243,10 +250,23 @@ class Gunicorn:
         bindir = os.path.dirname(sys.executable)
         exe = os.path.join(bindir, "gunicorn")
         self.port = refused_port()
-        cmd = [exe, "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers), "--threads", str(self.threads),
-               "--keep-alive", "5", "--log-level", "warning", "httpbin:app"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        cmd = [
+            exe,
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-w",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--keep-alive",
+            "5",
+            "--log-level",
+            "warning",
+            "httpbin:app",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -275,26 +295,69 @@ class Gunicorn:
 def self_signed_cert(directory: str) -> tuple[str, str]:
     """(cert, key) PEM paths for CN/SAN 127.0.0.1, made with the openssl CLI."""
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return cert, key
 
 
 # --- running engines ---------------------------------------------------------------------------
 def request_bytes(port: int, path: str = "/", method: str = "GET", extra: str = "") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: loadgen-test\r\n"
-            f"{extra}\r\n").encode()
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: loadgen-test\r\n{extra}\r\n"
+    ).encode()
 
 
-def make_cfg(port: int, path: str = "/", *, c: int = 1, n: int = 0, qps: float = 0.0, duration: float = 0.0,
-             uniform: bool = False, method: str = "GET", extra: str = "", **kw: Any) -> EngineConfig:
+def make_cfg(
+    port: int,
+    path: str = "/",
+    *,
+    c: int = 1,
+    n: int = 0,
+    qps: float = 0.0,
+    duration: float = 0.0,
+    uniform: bool = False,
+    method: str = "GET",
+    extra: str = "",
+    **kw: Any,
+) -> EngineConfig:
     """A config the way the runner builds one: request bytes + :func:`loadgen.schedule.plan`."""
     p = plan(c, qps, duration, n, uniform)
-    cfg = EngineConfig(host="127.0.0.1", port=port, request=request_bytes(port, path, method, extra),
-                       head=method == "HEAD", connections=p.connections, qps=qps, calls=p.calls,
-                       offsets=p.offsets, stretch=p.stretch, end_s=p.end_s, timeout_s=2.0,
-                       url=f"http://127.0.0.1:{port}{path}", method=method)
+    cfg = EngineConfig(
+        host="127.0.0.1",
+        port=port,
+        request=request_bytes(port, path, method, extra),
+        head=method == "HEAD",
+        connections=p.connections,
+        qps=qps,
+        calls=p.calls,
+        offsets=p.offsets,
+        stretch=p.stretch,
+        end_s=p.end_s,
+        timeout_s=2.0,
+        url=f"http://127.0.0.1:{port}{path}",
+        method=method,
+    )
     return replace(cfg, **kw)
 
 

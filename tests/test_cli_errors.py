@@ -13,8 +13,13 @@ from loadgen.errors import ResolveError
 
 
 def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def free_port() -> int:
@@ -58,7 +63,9 @@ def test_user_error_one_line_exit_2(args: list[str], message: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_unresolvable_host_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unresolvable_host_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def fail(*a: object, **k: object) -> object:
         raise socket.gaierror(-2, "Name or service not known")
 

@@ -40,25 +40,53 @@ def echo() -> Iterator[EchoServer]:
 
 
 def loadgen(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 # fortio RunnerResults + HTTPRunnerResults fields and their JSON types (facts/fortio.md §3)
 FORTIO_TYPES: dict[str, type | tuple[type, ...]] = {
-    "RunType": str, "Labels": str, "StartTime": str, "RequestedQPS": str, "RequestedDuration": str,
-    "ActualQPS": (int, float), "ActualDuration": int, "NumThreads": int, "Version": str,
-    "DurationHistogram": dict, "ErrorsDurationHistogram": dict, "Exactly": int, "Jitter": bool,
-    "Uniform": bool, "NoCatchUp": bool, "RunID": int, "AccessLoggerInfo": str, "ID": str,
-    "RetCodes": dict, "IPCountMap": dict, "URL": str, "HTTPReqTimeOut": int, "Sizes": dict,
-    "HeaderSizes": dict, "Sockets": list, "SocketCount": int, "ConnectionStats": dict, "AbortOn": int,
+    "RunType": str,
+    "Labels": str,
+    "StartTime": str,
+    "RequestedQPS": str,
+    "RequestedDuration": str,
+    "ActualQPS": (int, float),
+    "ActualDuration": int,
+    "NumThreads": int,
+    "Version": str,
+    "DurationHistogram": dict,
+    "ErrorsDurationHistogram": dict,
+    "Exactly": int,
+    "Jitter": bool,
+    "Uniform": bool,
+    "NoCatchUp": bool,
+    "RunID": int,
+    "AccessLoggerInfo": str,
+    "ID": str,
+    "RetCodes": dict,
+    "IPCountMap": dict,
+    "URL": str,
+    "HTTPReqTimeOut": int,
+    "Sizes": dict,
+    "HeaderSizes": dict,
+    "Sockets": list,
+    "SocketCount": int,
+    "ConnectionStats": dict,
+    "AbortOn": int,
 }
 
 
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_istio_task_load_report_and_json(echo: EchoServer, engine: str) -> None:
-    proc = loadgen("load", "-engine", engine, "-c", "3", "-qps", "0", "-n", "30", "-json", "-",
-                   f"{echo.url}/get")
+    proc = loadgen(
+        "load", "-engine", engine, "-c", "3", "-qps", "0", "-n", "30", "-json", "-", f"{echo.url}/get"
+    )
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert "running at 0 queries per second" in err
@@ -84,8 +112,20 @@ def test_istio_task_load_report_and_json(echo: EchoServer, engine: str) -> None:
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_fixed_rate_reports_intended_latency(echo: EchoServer, engine: str, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    proc = loadgen("load", "-engine", engine, "-c", "2", "-qps", "50", "-t", "1s", "-json", str(out),
-                   f"{echo.url}/?delay=5ms")
+    proc = loadgen(
+        "load",
+        "-engine",
+        engine,
+        "-c",
+        "2",
+        "-qps",
+        "50",
+        "-t",
+        "1s",
+        "-json",
+        str(out),
+        f"{echo.url}/?delay=5ms",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Latency from intended send time" in proc.stderr
     assert "Successfully wrote" in proc.stderr
@@ -103,9 +143,29 @@ def test_fixed_rate_reports_intended_latency(echo: EchoServer, engine: str, tmp_
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_sigint_keeps_results(echo: EchoServer, engine: str, tmp_path: Path) -> None:
     out = tmp_path / "run.json"
-    p = subprocess.Popen([sys.executable, "-m", "loadgen", "load", "-engine", engine, "-c", "2", "-qps", "200",
-                          "-t", "30s", "-json", str(out), echo.url + "/"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadgen",
+            "load",
+            "-engine",
+            engine,
+            "-c",
+            "2",
+            "-qps",
+            "200",
+            "-t",
+            "30s",
+            "-json",
+            str(out),
+            echo.url + "/",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.5)
         p.send_signal(signal.SIGINT)
@@ -125,8 +185,9 @@ def test_sigint_keeps_results(echo: EchoServer, engine: str, tmp_path: Path) -> 
 
 
 def test_abort_on_exits_1(echo: EchoServer) -> None:
-    proc = loadgen("load", "-c", "1", "-qps", "0", "-n", "200", "-abort-on", "503",
-                   f"{echo.url}/?status=503:50")
+    proc = loadgen(
+        "load", "-c", "1", "-qps", "0", "-n", "200", "-abort-on", "503", f"{echo.url}/?status=503:50"
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Code 503 : 1 " in proc.stderr
     assert "-abort-on 503" in proc.stderr
@@ -135,8 +196,25 @@ def test_abort_on_exits_1(echo: EchoServer) -> None:
 def test_autosave_hdr_log_and_access_log(echo: EchoServer, tmp_path: Path) -> None:
     hlog = tmp_path / "lat.hlog"
     alog = tmp_path / "access.jsonl"
-    proc = loadgen("load", "-c", "2", "-qps", "0", "-n", "20", "-a", "-data-dir", str(tmp_path),
-                   "-labels", "smoke test", "-hdr-out", str(hlog), "-access-log-file", str(alog), echo.url)
+    proc = loadgen(
+        "load",
+        "-c",
+        "2",
+        "-qps",
+        "0",
+        "-n",
+        "20",
+        "-a",
+        "-data-dir",
+        str(tmp_path),
+        "-labels",
+        "smoke test",
+        "-hdr-out",
+        str(hlog),
+        "-access-log-file",
+        str(alog),
+        echo.url,
+    )
     assert proc.returncode == 0, proc.stderr
     saved = [p for p in tmp_path.glob("*.json")]
     assert len(saved) == 1 and saved[0].name.endswith("_smoke_test.json")
@@ -158,7 +236,9 @@ def test_warmup_failure_exits_1(echo: EchoServer) -> None:
     proc = loadgen("load", "-c", "2", "-qps", "10", "-t", "1s", f"{echo.url}/?status=500")
     assert proc.returncode == 1
     assert "warm-up failed" in proc.stderr and "-allow-initial-errors" in proc.stderr
-    proc = loadgen("load", "-c", "2", "-qps", "10", "-t", "1s", "-allow-initial-errors", f"{echo.url}/?status=500")
+    proc = loadgen(
+        "load", "-c", "2", "-qps", "10", "-t", "1s", "-allow-initial-errors", f"{echo.url}/?status=500"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Code 500 : 10 (100.0 %)" in proc.stderr
 
@@ -184,7 +264,12 @@ def test_credentials_not_written(echo: EchoServer, tmp_path: Path) -> None:
 
 def test_env_engine_switch(echo: EchoServer) -> None:
     env = dict(os.environ, LOADGEN_ENGINE="py")
-    proc = subprocess.run([sys.executable, "-m", "loadgen", "load", "-n", "3", "-json", "-", echo.url],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadgen", "load", "-n", "3", "-json", "-", echo.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["Loadgen"]["Engine"] == "py"

@@ -101,17 +101,19 @@ def test_httpbin_sockets(engine: ModuleType, httpbin, path: str, code: int) -> N
 
 # --- response framing -----------------------------------------------------------------------
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
-CHUNKED_BODY = (b"5;name=value\r\nhello\r\n" b"1A\r\n" + b"x" * 26 + b"\r\n"
-                b"0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n")
+CHUNKED_BODY = (
+    b"5;name=value\r\nhello\r\n1A\r\n" + b"x" * 26 + b"\r\n0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n"
+)
 
 
 def test_chunked_split_writes(engine: ModuleType, scripted) -> None:
     """Chunk extensions and trailers, every piece in its own write."""
+
     def script(req: Request) -> list[Step]:
         whole = CHUNKED_HEAD + CHUNKED_BODY
         steps: list[Step] = []
         for i in range(0, len(whole), 7):
-            steps += [whole[i:i + 7], Sleep(0.001)]
+            steps += [whole[i : i + 7], Sleep(0.001)]
         return steps
 
     srv = scripted(script)
@@ -218,12 +220,18 @@ def test_204_with_stray_body_does_not_poison_next_call(engine: ModuleType, scrip
 
 
 def test_interim_1xx_skipped(engine: ModuleType, scripted) -> None:
-    srv = scripted(lambda req: [b"HTTP/1.1 100 Continue\r\n\r\n", Sleep(0.002),
-                                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", OK])
+    srv = scripted(
+        lambda req: [
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            Sleep(0.002),
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            OK,
+        ]
+    )
     r = run(engine, make_cfg(srv.port, n=4, c=1))
     assert r.codes == {200: 4} and r.errors == {}
     assert r.sockets == [1]
-    interim = len(b"HTTP/1.1 100 Continue\r\n\r\n" b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+    interim = len(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
     assert r.header_size.max == r.header_size.min == interim + OK_HEAD_SIZE  # interim heads count
     assert r.total_size.max == interim + len(OK)
 
@@ -261,6 +269,7 @@ def test_connect_timeout(any_engine: ModuleType, blackhole_port: int) -> None:
 
 def test_slow_drip_response_times_out(engine: ModuleType, scripted) -> None:
     """The timeout bounds the whole response, not each read."""
+
     def drip(req: Request) -> list[Step]:
         steps: list[Step] = [b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n"]
         for _ in range(20):
@@ -324,8 +333,7 @@ def test_large_body_and_post(engine: ModuleType, scripted) -> None:
     resp = response(200, body)
     srv = scripted(lambda req: [resp[:1000], Sleep(0.002), resp[1000:]])
     payload = "p" * 5000
-    cfg = make_cfg(srv.port, "/upload", n=4, c=2, method="POST",
-                   extra=f"Content-Length: {len(payload)}\r\n")
+    cfg = make_cfg(srv.port, "/upload", n=4, c=2, method="POST", extra=f"Content-Length: {len(payload)}\r\n")
     cfg = replace(cfg, request=cfg.request + payload.encode())
     r = run(engine, cfg)
     assert r.codes == {200: 4} and r.errors == {}
@@ -561,8 +569,10 @@ def test_httpx_exception_mapping() -> None:
     assert map_exception(httpx.ConnectTimeout("x")) == "connect_timeout"
     assert map_exception(httpx.ReadTimeout("x")) == "timeout"
     assert map_exception(httpx.PoolTimeout("x")) == "timeout"
-    assert map_exception(chained(httpx.ConnectError("x"), ConnectionRefusedError(111, "refused"))) \
+    assert (
+        map_exception(chained(httpx.ConnectError("x"), ConnectionRefusedError(111, "refused")))
         == "connect_refused"
+    )
     assert map_exception(chained(httpx.ReadError("x"), ConnectionResetError(104, "reset"))) == "reset"
     assert map_exception(httpx.RemoteProtocolError("Server disconnected without a response.")) == "eof"
     assert map_exception(httpx.RemoteProtocolError("illegal status line: bytearray(b'SPDY')")) == "malformed"
@@ -580,14 +590,17 @@ def test_jitter_keeps_the_rate(engine: ModuleType, scripted) -> None:
     check_consistent(r)
 
 
-@pytest.mark.parametrize("bad", [
-    {"connections": 0},
-    {"calls": (1, 2)},
-    {"timeout_s": 0.0},
-    {"host": "localhost"},
-    {"port": 70000},
-    {"request": b""},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"connections": 0},
+        {"calls": (1, 2)},
+        {"timeout_s": 0.0},
+        {"host": "localhost"},
+        {"port": 70000},
+        {"request": b""},
+    ],
+)
 def test_bad_config_is_a_usage_error(engine: ModuleType, bad: dict[str, object]) -> None:
     from loadgen.errors import UsageError
 

@@ -24,10 +24,26 @@ def test_table_shape() -> None:
 @pytest.mark.parametrize(
     ("scaled", "edge"),
     [
-        (0.5, 1), (1.0, 1), (1.0 + 1e-13, 1), (1.001, 2), (10.999999999999998, 11), (11.0, 11),
-        (11.5, 12), (12.0, 12), (12.5, 14), (99.9, 100), (100.0, 100), (100.00000000000001, 100),
-        (100.5, 120), (999.5, 1000), (1000.0, 1000), (1000.5, 2000), (7500.0, 7500), (7500.1, 10000),
-        (100000.0, 100000), (1e-13, 1),
+        (0.5, 1),
+        (1.0, 1),
+        (1.0 + 1e-13, 1),
+        (1.001, 2),
+        (10.999999999999998, 11),
+        (11.0, 11),
+        (11.5, 12),
+        (12.0, 12),
+        (12.5, 14),
+        (99.9, 100),
+        (100.0, 100),
+        (100.00000000000001, 100),
+        (100.5, 120),
+        (999.5, 1000),
+        (1000.0, 1000),
+        (1000.5, 2000),
+        (7500.0, 7500),
+        (7500.1, 10000),
+        (100000.0, 100000),
+        (1e-13, 1),
     ],
 )
 def test_bucket_edges_are_open_left_closed_right(scaled: float, edge: int) -> None:
@@ -62,7 +78,11 @@ def test_export_first_start_is_min_last_end_is_max_percent_cumulative() -> None:
         h.record(v)
     d = h.export()
     assert [(b.start, b.end, b.count) for b in d.data] == [
-        (0.0004298, 0.001, 2), (0.001, 0.002, 2), (0.002, 0.003, 1), (0.014, 0.015943, 1)]
+        (0.0004298, 0.001, 2),
+        (0.001, 0.002, 2),
+        (0.002, 0.003, 1),
+        (0.014, 0.015943, 1),
+    ]
     assert [round(b.percent, 4) for b in d.data] == [33.3333, 66.6667, 83.3333, 100.0]
 
 
@@ -139,7 +159,9 @@ def test_istio_cb_targets() -> None:
         h.record(v)
     d = h.export().calc_percentiles([50, 99.9])
     assert [ln for ln in d.print_lines("x") if ln.startswith("# target")] == [
-        "# target 50% 0.003", "# target 99.9% 0.0158847"]
+        "# target 50% 0.003",
+        "# target 99.9% 0.0158847",
+    ]
     assert d.print_lines("x")[2] == ">= 0.0004298 <= 0.001 , 0.0007149 , 16.67, 5"
     assert d.print_lines("x")[3] == "> 0.001 <= 0.002 , 0.0015 , 36.67, 6"
 
@@ -152,7 +174,8 @@ def test_counter_population_stddev_and_line() -> None:
     for v in [456.0] * 400 + [457.0] * 4452:
         c.record(v)
     assert c.line("Response Header Sizes") == (
-        "Response Header Sizes : count 4852 avg 456.91756 +/- 0.275 min 456 max 457 sum 2216964")
+        "Response Header Sizes : count 4852 avg 456.91756 +/- 0.275 min 456 max 457 sum 2216964"
+    )
     e = fh.Counter()
     assert e.line("Error cases") == "Error cases : count 0 avg 0 +/- 0 min 0 max 0 sum 0"
     a, b = fh.Counter(), fh.Counter()
@@ -210,7 +233,8 @@ def test_from_recorder_equals_fortio_away_from_edges() -> None:
     assert ours.stddev == pytest.approx(theirs.stddev, rel=1e-9)
     assert [b.count for b in ours.data] == [b.count for b in theirs.data]
     assert [x for b in ours.data for x in (b.start, b.end, b.percent)] == pytest.approx(
-        [x for b in theirs.data for x in (b.start, b.end, b.percent)])
+        [x for b in theirs.data for x in (b.start, b.end, b.percent)]
+    )
     assert [v for _, v in ours.percentiles] == pytest.approx([v for _, v in theirs.percentiles], rel=1e-12)
 
 
@@ -220,7 +244,8 @@ def test_sizes_use_bytes_and_their_divider() -> None:
         rec.record(v)
     d = fh.from_recorder(rec, divider=fh.SIZE_DIVIDER, scale=1.0)
     assert d.counter_line("Response Body/Total Sizes") == (
-        "Response Body/Total Sizes : count 30 avg 451.86667 +/- 277.1 min 241 max 817 sum 13556")
+        "Response Body/Total Sizes : count 30 avg 451.86667 +/- 277.1 min 241 max 817 sum 13556"
+    )
     assert [(b.start, b.end, b.count) for b in d.data] == [(241, 300, 19), (800, 817, 11)]
     assert d.percentiles == [] and "Percentiles" not in d.to_json()
 
@@ -251,9 +276,19 @@ def test_from_histogram_data_keeps_stats_and_buckets() -> None:
 
 @pytest.mark.parametrize(
     ("ns", "text"),
-    [(0, "0s"), (1, "1ns"), (999, "999ns"), (1500, "1.5µs"), (1_000_000, "1ms"), (51_994_600, "51.9946ms"),
-     (5_000_000_000, "5s"), (60_125_224_875, "1m0.125224875s"), (90_000_000_000, "1m30s"),
-     (7_200_000_000_000, "2h0m0s"), (-1500, "-1.5µs")],
+    [
+        (0, "0s"),
+        (1, "1ns"),
+        (999, "999ns"),
+        (1500, "1.5µs"),
+        (1_000_000, "1ms"),
+        (51_994_600, "51.9946ms"),
+        (5_000_000_000, "5s"),
+        (60_125_224_875, "1m0.125224875s"),
+        (90_000_000_000, "1m30s"),
+        (7_200_000_000_000, "2h0m0s"),
+        (-1500, "-1.5µs"),
+    ],
 )
 def test_go_duration(ns: int, text: str) -> None:
     assert fh.go_duration(ns) == text
@@ -262,9 +297,20 @@ def test_go_duration(ns: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("v", "text"),
-    [(0.0, "0"), (8.0, "8"), (0.5, "0.5"), (99.9, "99.9"), (100000.0, "100000"), (1e6, "1e+06"),
-     (2216964.0, "2.216964e+06"), (1e-5, "1e-05"), (0.0001, "0.0001"), (59.473337468, "59.473337468"),
-     (-0.075178291, "-0.075178291"), (0.0004298, "0.0004298")],
+    [
+        (0.0, "0"),
+        (8.0, "8"),
+        (0.5, "0.5"),
+        (99.9, "99.9"),
+        (100000.0, "100000"),
+        (1e6, "1e+06"),
+        (2216964.0, "2.216964e+06"),
+        (1e-5, "1e-05"),
+        (0.0001, "0.0001"),
+        (59.473337468, "59.473337468"),
+        (-0.075178291, "-0.075178291"),
+        (0.0004298, "0.0004298"),
+    ],
 )
 def test_go_g(v: float, text: str) -> None:
     assert fh.go_g(v) == text

@@ -45,8 +45,17 @@ def istio_cb_result() -> RunResult:
     er.elapsed_ns = 51_994_600
     er.start_wall = START.timestamp()
     opts = LoadOptions(url="http://httpbin:8000/get", connections=3, qps=0, exactly=30, loglevel="Warning")
-    rr = RunResult.build(er, opts, start_time=START, engine="py", url="http://httpbin:8000/get",
-                         resolved="10.0.0.7:8000", num_threads=3, warmup=0, labels="istio cb")
+    rr = RunResult.build(
+        er,
+        opts,
+        start_time=START,
+        engine="py",
+        url="http://httpbin:8000/get",
+        resolved="10.0.0.7:8000",
+        num_threads=3,
+        warmup=0,
+        labels="istio cb",
+    )
     rr.procs = 6
     return rr
 
@@ -93,7 +102,7 @@ def test_istio_circuit_breaker_output_matches_fortio() -> None:
     assert lines[3].startswith("Aggregated Function Time : count 30 avg 0.0040001633 +/- ")
     assert lines[3].endswith(" min 0.0004298 max 0.015943 sum 0.1200049")
     # what fortio lacks, after "All done"
-    tail = lines[lines.index("All done 30 calls (plus 0 warmup) 4.000 ms avg, 577.0 qps") + 1:]
+    tail = lines[lines.index("All done 30 calls (plus 0 warmup) 4.000 ms avg, 577.0 qps") + 1 :]
     assert tail == ["Errors: none", "Overloaded (x-envoy-overloaded): 19 (code 503: 19)"]
 
 
@@ -157,28 +166,32 @@ def _qps_result(late: int, count: int = 4852) -> RunResult:
 
 def test_qps_mode_sleep_warning_and_additions() -> None:
     lines = _render(_qps_result(late=4852))
-    _in_order([
-        "Loadgen X running at 5000 queries per second, 10->10 procs, for 1m0s: http://captive.apple.com/"
-        .replace("X", __version__),
-        "Starting at 5000 qps with 8 thread(s) [gomax 10] for 1m0s : 37500 calls each (total 300000)",
-        "Ended after 1m0.125224875s : 4852 calls. qps=80.698",
-        "Aggregated Sleep Time : count 4852 avg -30.25036 +/- 17.2 min -59.473337468 max -0.075178291 "
-        "sum -146774.745",
-        "WARNING 100.00% of sleep were falling behind",
-        "Uniform: false, Jitter: false, Catchup allowed: true",
-        "IP addresses distribution:",
-        "17.253.118.201:80: 8",
-        "Code  -1 : 4 (0.1 %)",
-        "Code 200 : 4848 (99.9 %)",
-        "Response Header Sizes : count 4852 avg 456.91756 +/- 0.275 min 456 max 457 sum 2216964",
-        "Response Body/Total Sizes : count 4852 avg 525.91756 +/- 0.275 min 525 max 526 sum 2551752",
-        "All done 4852 calls (plus 8 warmup) 95.559 ms avg, 80.7 qps",
-        "Latency from intended send time (wrk2-style) : count 4852 avg 0.119255 +/- 0.01401 min 0.095 "
-        "max 0.14351",
-        "# target 50% 0.119",
-        "Errors: connect_refused 3, timeout 1",
-        "Overloaded (x-envoy-overloaded): 0",
-    ], lines)
+    _in_order(
+        [
+            "Loadgen X running at 5000 queries per second, 10->10 procs, for 1m0s: http://captive.apple.com/".replace(
+                "X", __version__
+            ),
+            "Starting at 5000 qps with 8 thread(s) [gomax 10] for 1m0s : 37500 calls each (total 300000)",
+            "Ended after 1m0.125224875s : 4852 calls. qps=80.698",
+            "Aggregated Sleep Time : count 4852 avg -30.25036 +/- 17.2 min -59.473337468 max -0.075178291 "
+            "sum -146774.745",
+            "WARNING 100.00% of sleep were falling behind",
+            "Uniform: false, Jitter: false, Catchup allowed: true",
+            "IP addresses distribution:",
+            "17.253.118.201:80: 8",
+            "Code  -1 : 4 (0.1 %)",
+            "Code 200 : 4848 (99.9 %)",
+            "Response Header Sizes : count 4852 avg 456.91756 +/- 0.275 min 456 max 457 sum 2216964",
+            "Response Body/Total Sizes : count 4852 avg 525.91756 +/- 0.275 min 525 max 526 sum 2551752",
+            "All done 4852 calls (plus 8 warmup) 95.559 ms avg, 80.7 qps",
+            "Latency from intended send time (wrk2-style) : count 4852 avg 0.119255 +/- 0.01401 min 0.095 "
+            "max 0.14351",
+            "# target 50% 0.119",
+            "Errors: connect_refused 3, timeout 1",
+            "Overloaded (x-envoy-overloaded): 0",
+        ],
+        lines,
+    )
     assert not any("Sleep times" in ln for ln in lines)
 
 
@@ -202,16 +215,31 @@ def test_max_mode_has_no_latency_block_and_stop_reasons() -> None:
 @pytest.mark.parametrize(
     ("opts", "nt", "second"),
     [
-        (LoadOptions(url="u", qps=8, duration_s=5, connections=4), 4,
-         "Starting at 8 qps with 4 thread(s) [gomax 2] for 5s : 10 calls each (total 40)"),
-        (LoadOptions(url="u", qps=10, exactly=25, connections=4), 4,
-         "Starting at 10 qps with 4 thread(s) [gomax 2] : exactly 25, 6 calls each (total 24 + 1)"),
-        (LoadOptions(url="u", qps=10, duration_s=0, connections=2), 2,
-         "Starting at 10 qps with 2 thread(s) [gomax 2] until interrupted"),
-        (LoadOptions(url="u", qps=0, duration_s=0, connections=2), 2,
-         "Starting at max qps with 2 thread(s) [gomax 2] until interrupted"),
-        (LoadOptions(url="u", qps=-1, duration_s=90, connections=2, access_log_file="/tmp/x"), 2,
-         "Starting at max qps with 2 thread(s) [gomax 2] for 1m30s with access logger mode json to /tmp/x"),
+        (
+            LoadOptions(url="u", qps=8, duration_s=5, connections=4),
+            4,
+            "Starting at 8 qps with 4 thread(s) [gomax 2] for 5s : 10 calls each (total 40)",
+        ),
+        (
+            LoadOptions(url="u", qps=10, exactly=25, connections=4),
+            4,
+            "Starting at 10 qps with 4 thread(s) [gomax 2] : exactly 25, 6 calls each (total 24 + 1)",
+        ),
+        (
+            LoadOptions(url="u", qps=10, duration_s=0, connections=2),
+            2,
+            "Starting at 10 qps with 2 thread(s) [gomax 2] until interrupted",
+        ),
+        (
+            LoadOptions(url="u", qps=0, duration_s=0, connections=2),
+            2,
+            "Starting at max qps with 2 thread(s) [gomax 2] until interrupted",
+        ),
+        (
+            LoadOptions(url="u", qps=-1, duration_s=90, connections=2, access_log_file="/tmp/x"),
+            2,
+            "Starting at max qps with 2 thread(s) [gomax 2] for 1m30s with access logger mode json to /tmp/x",
+        ),
     ],
 )
 def test_starting_lines(opts: LoadOptions, nt: int, second: str) -> None:
@@ -225,16 +253,34 @@ def test_starting_lines(opts: LoadOptions, nt: int, second: str) -> None:
 def test_wrote_json_line() -> None:
     assert report_text.wrote_json_line(1234, "-") == "Successfully wrote 1234 bytes of Json data to stdout"
     assert report_text.wrote_json_line(5, "/tmp/a.json") == (
-        "Successfully wrote 5 bytes of Json data to /tmp/a.json")
+        "Successfully wrote 5 bytes of Json data to /tmp/a.json"
+    )
 
 
 def test_fortio_source_reports_socket_errors_without_kinds() -> None:
-    hist = {"Count": 4, "Min": 0.001, "Max": 0.004, "Sum": 0.01, "Avg": 0.0025, "StdDev": 0.0011,
-            "Data": [{"Start": 0.001, "End": 0.004, "Percent": 100, "Count": 4}]}
-    d = {"RunType": "HTTP", "Labels": "", "StartTime": "2022-03-19T15:34:23.279389123-07:00",
-         "RequestedQPS": "max", "RequestedDuration": "exactly 4 calls", "ActualDuration": 104035637,
-         "NumThreads": 1, "Exactly": 4, "DurationHistogram": hist, "RetCodes": {"200": 3, "-1": 1},
-         "URL": "http://localhost:8080/", "Sockets": [2]}
+    hist = {
+        "Count": 4,
+        "Min": 0.001,
+        "Max": 0.004,
+        "Sum": 0.01,
+        "Avg": 0.0025,
+        "StdDev": 0.0011,
+        "Data": [{"Start": 0.001, "End": 0.004, "Percent": 100, "Count": 4}],
+    }
+    d = {
+        "RunType": "HTTP",
+        "Labels": "",
+        "StartTime": "2022-03-19T15:34:23.279389123-07:00",
+        "RequestedQPS": "max",
+        "RequestedDuration": "exactly 4 calls",
+        "ActualDuration": 104035637,
+        "NumThreads": 1,
+        "Exactly": 4,
+        "DurationHistogram": hist,
+        "RetCodes": {"200": 3, "-1": 1},
+        "URL": "http://localhost:8080/",
+        "Sockets": [2],
+    }
     lines = _render(RunResult.from_json(d), "Warning")
     assert "Errors: 1 socket errors (kinds not recorded)" in lines
     assert "Code  -1 : 1 (25.0 %)" in lines

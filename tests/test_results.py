@@ -30,22 +30,72 @@ from loadgen.results import (
 # fortio's HTTPRunnerResults in Go struct order (periodic.RunnerResults, RetCodes, IPCountMap,
 # fhttp.HTTPOptions with TLSOptions first, then the HTTP result fields).
 FORTIO_KEYS = [
-    "RunType", "Labels", "StartTime", "RequestedQPS", "RequestedDuration", "ActualQPS", "ActualDuration",
-    "NumThreads", "Version", "DurationHistogram", "ErrorsDurationHistogram", "Exactly", "Jitter", "Uniform",
-    "NoCatchUp", "RunID", "AccessLoggerInfo", "ID",
-    "RetCodes", "IPCountMap",
-    "Insecure", "MTLS", "CACert", "Cert", "Key", "UnixDomainSocket",
-    "URL", "NumConnections", "Compression", "DisableFastClient", "HTTP10", "H2", "DisableKeepAlive",
-    "AllowHalfClose", "FollowRedirects", "Resolve", "HTTPReqTimeOut", "UserCredentials", "ContentType",
-    "Payload", "MethodOverride", "LogErrors", "SequentialWarmup", "ConnReuseRange", "NoResolveEachConn",
-    "Offset", "Resolution",
-    "Sizes", "HeaderSizes", "Sockets", "SocketCount", "ConnectionStats", "AbortOn",
+    "RunType",
+    "Labels",
+    "StartTime",
+    "RequestedQPS",
+    "RequestedDuration",
+    "ActualQPS",
+    "ActualDuration",
+    "NumThreads",
+    "Version",
+    "DurationHistogram",
+    "ErrorsDurationHistogram",
+    "Exactly",
+    "Jitter",
+    "Uniform",
+    "NoCatchUp",
+    "RunID",
+    "AccessLoggerInfo",
+    "ID",
+    "RetCodes",
+    "IPCountMap",
+    "Insecure",
+    "MTLS",
+    "CACert",
+    "Cert",
+    "Key",
+    "UnixDomainSocket",
+    "URL",
+    "NumConnections",
+    "Compression",
+    "DisableFastClient",
+    "HTTP10",
+    "H2",
+    "DisableKeepAlive",
+    "AllowHalfClose",
+    "FollowRedirects",
+    "Resolve",
+    "HTTPReqTimeOut",
+    "UserCredentials",
+    "ContentType",
+    "Payload",
+    "MethodOverride",
+    "LogErrors",
+    "SequentialWarmup",
+    "ConnReuseRange",
+    "NoResolveEachConn",
+    "Offset",
+    "Resolution",
+    "Sizes",
+    "HeaderSizes",
+    "Sockets",
+    "SocketCount",
+    "ConnectionStats",
+    "AbortOn",
 ]
 START = dt.datetime(2024, 3, 19, 15, 34, 23, 279389, tzinfo=dt.timezone(dt.timedelta(hours=-7)))
 
 
-def make_result(seed: int = 1, n: int = 200, qps: float = 100.0, errors: int = 10, start_wall: float = 1.7e9,
-                opts: LoadOptions | None = None, values: list[int] | None = None) -> RunResult:
+def make_result(
+    seed: int = 1,
+    n: int = 200,
+    qps: float = 100.0,
+    errors: int = 10,
+    start_wall: float = 1.7e9,
+    opts: LoadOptions | None = None,
+    values: list[int] | None = None,
+) -> RunResult:
     rnd = random.Random(seed)
     er = EngineResult()
     vals = values if values is not None else [int(rnd.lognormvariate(14.5, 0.8)) for _ in range(n)]
@@ -74,16 +124,18 @@ def make_result(seed: int = 1, n: int = 200, qps: float = 100.0, errors: int = 1
     er.sleep_sum, er.sleep_sumsq, er.late = 4.0e8, 3.0e16, 3
     er.elapsed_ns = 2_000_000_000
     er.start_wall = start_wall
-    o = opts or LoadOptions(url="http://127.0.0.1:8080/echo", connections=2, qps=qps, duration_s=2.0,
-                            labels="my run", runid=7)
-    return RunResult.build(er, o, start_time=START, engine="py", resolved="127.0.0.1:8080", num_threads=2,
-                           warmup=2)
+    o = opts or LoadOptions(
+        url="http://127.0.0.1:8080/echo", connections=2, qps=qps, duration_s=2.0, labels="my run", runid=7
+    )
+    return RunResult.build(
+        er, o, start_time=START, engine="py", resolved="127.0.0.1:8080", num_threads=2, warmup=2
+    )
 
 
 def test_json_field_names_order_and_types() -> None:
     d = make_result().to_json()
     assert list(d)[: len(FORTIO_KEYS)] == FORTIO_KEYS
-    assert list(d)[len(FORTIO_KEYS):] == ["Loadgen"]
+    assert list(d)[len(FORTIO_KEYS) :] == ["Loadgen"]
     assert d["RunType"] == "HTTP"
     assert d["StartTime"] == "2024-03-19T15:34:23.279389-07:00"
     assert d["RequestedQPS"] == "100" and d["RequestedDuration"] == "2s"
@@ -106,8 +158,24 @@ def test_json_field_names_order_and_types() -> None:
     assert dh["Data"][-1]["Percent"] == 100
     assert sum(b["Count"] for b in dh["Data"]) == 200
     lg = d["Loadgen"]
-    for k in ("Version", "Engine", "Hdr", "Latency", "Errors", "Overloaded", "Timeline", "Retries",
-              "Abandoned", "Skipped", "Late", "Sleep", "Interrupted", "AbortedOn", "StartUnix", "Recorders"):
+    for k in (
+        "Version",
+        "Engine",
+        "Hdr",
+        "Latency",
+        "Errors",
+        "Overloaded",
+        "Timeline",
+        "Retries",
+        "Abandoned",
+        "Skipped",
+        "Late",
+        "Sleep",
+        "Interrupted",
+        "AbortedOn",
+        "StartUnix",
+        "Recorders",
+    ):
         assert k in lg
     assert lg["Overloaded"] == {"503": 10} and lg["Errors"] == {"timeout": 1}
     assert lg["Latency"]["Count"] == 200 and len(lg["Latency"]["Percentiles"]) == 5
@@ -117,8 +185,15 @@ def test_json_field_names_order_and_types() -> None:
 
 def test_empty_error_histogram_has_null_data() -> None:
     d = make_result(errors=0).to_json()
-    assert d["ErrorsDurationHistogram"] == {"Count": 0, "Min": 0, "Max": 0, "Sum": 0, "Avg": 0, "StdDev": 0,
-                                            "Data": None}
+    assert d["ErrorsDurationHistogram"] == {
+        "Count": 0,
+        "Min": 0,
+        "Max": 0,
+        "Sum": 0,
+        "Avg": 0,
+        "StdDev": 0,
+        "Data": None,
+    }
 
 
 def test_requested_strings() -> None:
@@ -130,7 +205,8 @@ def test_requested_strings() -> None:
     assert requested_duration_str(LoadOptions(url="x", duration_s=60), 1, False) == "1m0s"
     assert requested_duration_str(LoadOptions(url="x", exactly=100), 100, False) == "exactly 100 calls"
     assert requested_duration_str(LoadOptions(url="x", exactly=100), 42, True) == (
-        "exactly 100 calls, interrupted after 42")
+        "exactly 100 calls, interrupted after 42"
+    )
     assert requested_duration_str(LoadOptions(url="x", duration_s=0), 5, False) == "until stop"
     assert requested_duration_str(o, 7, True) == "5s, interrupted after 7"
 
@@ -166,10 +242,18 @@ def test_round_trip_is_lossless() -> None:
 
 
 def test_credentials_are_redacted() -> None:
-    opts = LoadOptions(url="http://bob:s3cret@127.0.0.1:8080/", qps=0, exactly=10,
-                       headers=(("Authorization", "Bearer tok123"), ("cookie", "sid=abc987"),
-                                ("Proxy-Authorization", "Basic zzz"), ("X-Trace", "keep-me")),
-                       extra={"user": "bob:pw42"})
+    opts = LoadOptions(
+        url="http://bob:s3cret@127.0.0.1:8080/",
+        qps=0,
+        exactly=10,
+        headers=(
+            ("Authorization", "Bearer tok123"),
+            ("cookie", "sid=abc987"),
+            ("Proxy-Authorization", "Basic zzz"),
+            ("X-Trace", "keep-me"),
+        ),
+        extra={"user": "bob:pw42"},
+    )
     d = make_result(opts=opts).to_json()
     text = json.dumps(d)
     for secret in ("tok123", "abc987", "zzz", "s3cret", "pw42"):
@@ -179,36 +263,95 @@ def test_credentials_are_redacted() -> None:
     assert d["Labels"].startswith("bob:REDACTED@127.0.0.1:8080/ , ")
     assert d["Loadgen"]["Options"]["extra"] == {"user": "REDACTED"}
     hdrs = dict(tuple(h) for h in d["Loadgen"]["Options"]["headers"])
-    assert hdrs == {"Authorization": "REDACTED", "cookie": "REDACTED", "Proxy-Authorization": "REDACTED",
-                    "X-Trace": "keep-me"}
+    assert hdrs == {
+        "Authorization": "REDACTED",
+        "cookie": "REDACTED",
+        "Proxy-Authorization": "REDACTED",
+        "X-Trace": "keep-me",
+    }
 
 
 FORTIO_SAMPLE = {
-    "RunType": "HTTP", "Labels": "", "StartTime": "2022-03-19T15:34:23.279389123-07:00",
-    "RequestedQPS": "40", "RequestedDuration": "100ms",
-    "ActualQPS": 38.44836361217263, "ActualDuration": 104035637, "NumThreads": 2, "Version": "X.Y.Z",
+    "RunType": "HTTP",
+    "Labels": "",
+    "StartTime": "2022-03-19T15:34:23.279389123-07:00",
+    "RequestedQPS": "40",
+    "RequestedDuration": "100ms",
+    "ActualQPS": 38.44836361217263,
+    "ActualDuration": 104035637,
+    "NumThreads": 2,
+    "Version": "X.Y.Z",
     "DurationHistogram": {
-        "Count": 4, "Min": 0.00027292, "Max": 0.000930407, "Sum": 0.002332047,
-        "Avg": 0.00058301175, "StdDev": 0.00028491034912527755,
+        "Count": 4,
+        "Min": 0.00027292,
+        "Max": 0.000930407,
+        "Sum": 0.002332047,
+        "Avg": 0.00058301175,
+        "StdDev": 0.00028491034912527755,
         "Data": [{"Start": 0.00027292, "End": 0.000930407, "Percent": 100, "Count": 4}],
-        "Percentiles": [{"Percentile": 50, "Value": 0.0004920823333333334},
-                        {"Percentile": 99.9, "Value": 0.0009295303506666667}],
+        "Percentiles": [
+            {"Percentile": 50, "Value": 0.0004920823333333334},
+            {"Percentile": 99.9, "Value": 0.0009295303506666667},
+        ],
     },
-    "ErrorsDurationHistogram": {"Count": 0, "Min": 0, "Max": 0, "Sum": 0, "Avg": 0, "StdDev": 0,
-                                "Data": None},
-    "Exactly": 0, "Jitter": False, "Uniform": False, "RunID": 7, "AccessLoggerInfo": "",
-    "RetCodes": {"200": 4}, "IPCountMap": {"10.96.108.76:80": 2},
-    "URL": "http://localhost:8080", "NumConnections": 1, "Compression": False, "DisableFastClient": False,
-    "HTTP10": False, "DisableKeepAlive": False, "AllowHalfClose": False, "Insecure": False,
-    "FollowRedirects": False, "CACert": "", "Cert": "", "Key": "", "Resolve": "",
+    "ErrorsDurationHistogram": {
+        "Count": 0,
+        "Min": 0,
+        "Max": 0,
+        "Sum": 0,
+        "Avg": 0,
+        "StdDev": 0,
+        "Data": None,
+    },
+    "Exactly": 0,
+    "Jitter": False,
+    "Uniform": False,
+    "RunID": 7,
+    "AccessLoggerInfo": "",
+    "RetCodes": {"200": 4},
+    "IPCountMap": {"10.96.108.76:80": 2},
+    "URL": "http://localhost:8080",
+    "NumConnections": 1,
+    "Compression": False,
+    "DisableFastClient": False,
+    "HTTP10": False,
+    "DisableKeepAlive": False,
+    "AllowHalfClose": False,
+    "Insecure": False,
+    "FollowRedirects": False,
+    "CACert": "",
+    "Cert": "",
+    "Key": "",
+    "Resolve": "",
     "HTTPReqTimeOut": 3000000000,
-    "UserCredentials": "", "ContentType": "", "Payload": "Zm9v", "UnixDomainSocket": "", "LogErrors": False,
+    "UserCredentials": "",
+    "ContentType": "",
+    "Payload": "Zm9v",
+    "UnixDomainSocket": "",
+    "LogErrors": False,
     "SequentialWarmup": False,
-    "Sizes": {"Count": 4, "Min": 118, "Max": 118, "Sum": 472, "Avg": 118, "StdDev": 0,
-              "Data": [{"Start": 118, "End": 118, "Percent": 100, "Count": 4}], "Percentiles": None},
-    "HeaderSizes": {"Count": 4, "Min": 115, "Max": 115, "Sum": 460, "Avg": 115, "StdDev": 0,
-                    "Data": [{"Start": 115, "End": 115, "Percent": 100, "Count": 4}]},
-    "Sockets": [1, 1], "SocketCount": 2, "AbortOn": 0,
+    "Sizes": {
+        "Count": 4,
+        "Min": 118,
+        "Max": 118,
+        "Sum": 472,
+        "Avg": 118,
+        "StdDev": 0,
+        "Data": [{"Start": 118, "End": 118, "Percent": 100, "Count": 4}],
+        "Percentiles": None,
+    },
+    "HeaderSizes": {
+        "Count": 4,
+        "Min": 115,
+        "Max": 115,
+        "Sum": 460,
+        "Avg": 115,
+        "StdDev": 0,
+        "Data": [{"Start": 115, "End": 115, "Percent": 100, "Count": 4}],
+    },
+    "Sockets": [1, 1],
+    "SocketCount": 2,
+    "AbortOn": 0,
 }
 
 

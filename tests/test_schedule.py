@@ -12,13 +12,16 @@ from loadgen.schedule import next_slot, period_s, plan, slot_time
 
 
 # --- plan -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("n", "c", "calls"), [
-    (10, 3, (4, 3, 3)),
-    (23, 7, (5, 3, 3, 3, 3, 3, 3)),
-    (9, 3, (3, 3, 3)),
-    (5, 7, (5, 0, 0, 0, 0, 0, 0)),
-    (1, 1, (1,)),
-])
+@pytest.mark.parametrize(
+    ("n", "c", "calls"),
+    [
+        (10, 3, (4, 3, 3)),
+        (23, 7, (5, 3, 3, 3, 3, 3, 3)),
+        (9, 3, (3, 3, 3)),
+        (5, 7, (5, 0, 0, 0, 0, 0, 0)),
+        (1, 1, (1,)),
+    ],
+)
 def test_exactly_remainder_to_connection_0(n: int, c: int, calls: tuple[int, ...]) -> None:
     p = plan(c, 0, 0, n, False)
     assert p.calls == calls
@@ -27,12 +30,15 @@ def test_exactly_remainder_to_connection_0(n: int, c: int, calls: tuple[int, ...
     assert p.connections == c and p.lowered_from == 0
 
 
-@pytest.mark.parametrize(("n", "c", "newc", "calls"), [
-    (5, 4, 2, (3, 2)),  # fortio: 2*4 > 5 -> 2 threads, 2 each + 1 left over to thread 0
-    (3, 4, 1, (3,)),
-    (1, 3, 1, (1,)),  # exactly 1 call stays 1 call (fortio adds the negative leftover back)
-    (8, 4, 4, (2, 2, 2, 2)),
-])
+@pytest.mark.parametrize(
+    ("n", "c", "newc", "calls"),
+    [
+        (5, 4, 2, (3, 2)),  # fortio: 2*4 > 5 -> 2 threads, 2 each + 1 left over to thread 0
+        (3, 4, 1, (3,)),
+        (1, 3, 1, (1,)),  # exactly 1 call stays 1 call (fortio adds the negative leftover back)
+        (8, 4, 4, (2, 2, 2, 2)),
+    ],
+)
 def test_exactly_in_qps_mode_lowers_connections(n: int, c: int, newc: int, calls: tuple[int, ...]) -> None:
     p = plan(c, 10, 0, n, False)
     assert p.connections == newc and p.calls == calls and p.total == n
@@ -46,12 +52,15 @@ def test_exactly_ignores_duration() -> None:
     assert p.calls == (4, 3) and p.end_s == 0 and not p.stretch
 
 
-@pytest.mark.parametrize(("c", "qps", "t", "per"), [
-    (2, 100, 1.0, 50),
-    (3, 100, 1.0, 33),  # floor: the remainder (1) is dropped
-    (4, 8, 5.0, 10),
-    (7, 10, 3.0, 4),  # 30 // 7
-])
+@pytest.mark.parametrize(
+    ("c", "qps", "t", "per"),
+    [
+        (2, 100, 1.0, 50),
+        (3, 100, 1.0, 33),  # floor: the remainder (1) is dropped
+        (4, 8, 5.0, 10),
+        (7, 10, 3.0, 4),  # 30 // 7
+    ],
+)
 def test_duration_floor_per_connection(c: int, qps: float, t: float, per: int) -> None:
     p = plan(c, qps, t, 0, False)
     assert p.calls == (per,) * c
@@ -67,11 +76,14 @@ def test_minimum_two_calls_and_one_connection() -> None:
     assert p1.calls == (2,) and p1.lowered_from == 0
 
 
-@pytest.mark.parametrize(("c", "qps", "t", "newc", "per"), [
-    (8, 10, 1.0, 5, 2),  # 10 calls, 2*8 > 10 -> 5 connections of 2
-    (4, 7, 1.0, 3, 2),  # 7 calls -> 3 connections of 2 (1 dropped)
-    (3, 3, 1.0, 1, 3),
-])
+@pytest.mark.parametrize(
+    ("c", "qps", "t", "newc", "per"),
+    [
+        (8, 10, 1.0, 5, 2),  # 10 calls, 2*8 > 10 -> 5 connections of 2
+        (4, 7, 1.0, 3, 2),  # 7 calls -> 3 connections of 2 (1 dropped)
+        (3, 3, 1.0, 1, 3),
+    ],
+)
 def test_lowering_connections(c: int, qps: float, t: float, newc: int, per: int) -> None:
     p = plan(c, qps, t, 0, False)
     assert p.connections == newc and p.lowered_from == c
@@ -159,8 +171,9 @@ def test_next_slot_stretched() -> None:
 
 
 @given(st.integers(0, 500), st.floats(0, 100), st.floats(1e-3, 2), st.integers(-1, 1000), st.booleans())
-def test_next_slot_is_first_slot_not_in_the_past(k: int, now: float, period: float, calls: int,
-                                                  stretch: bool) -> None:
+def test_next_slot_is_first_slot_not_in_the_past(
+    k: int, now: float, period: float, calls: int, stretch: bool
+) -> None:
     k2, t2 = next_slot(k, now, period, calls, stretch, False)
     assert k2 >= k
     assert t2 == slot_time(k2, period, calls, stretch)

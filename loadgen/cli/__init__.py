@@ -21,6 +21,8 @@ commands:
   serve [flags]        run the echo test server on 127.0.0.1 (fortio's echo query params)
   stats ADMIN_URL      print Envoy's circuit-breaker, outlier and fault stats per cluster
   report RUNS... -o F  one offline HTML (and -md) report over run JSON files: verdicts, charts, tables
+  sweep [flags] URL    the same load over a grid of -c/-qps and policy -variant files; trip points, SLO
+  k8s manifests        Kubernetes helpers (client Deployment with the stats annotation, image)
   lab SUBCOMMAND       a local Envoy lab from Istio YAML: up, status, apply, config, show, run, down
   version              print the version
   help [COMMAND]       this text, or a command's flags
@@ -63,6 +65,18 @@ def _cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def _cmd_sweep(argv: list[str]) -> int:
+    from loadgen.sweep import sweep_main
+
+    return sweep_main(argv)
+
+
+def _cmd_k8s(argv: list[str]) -> int:
+    from loadgen.k8s.cli import k8s_main
+
+    return k8s_main(argv)
+
+
 def _cmd_version(argv: list[str]) -> int:
     from loadgen.version import __version__
 
@@ -87,6 +101,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "stats": _cmd_stats,
     "lab": _cmd_lab,
     "report": _cmd_report,
+    "sweep": _cmd_sweep,
+    "k8s": _cmd_k8s,
     "version": _cmd_version,
     "help": _cmd_help,
 }

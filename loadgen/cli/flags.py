@@ -14,8 +14,17 @@ from dataclasses import fields
 from loadgen.errors import UsageError
 from loadgen.options import LOAD_FLAGS, Flag, LoadOptions
 
-_DUR_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-              "d": 86400.0}
+_DUR_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 _DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
 _TRUE = {"1", "t", "true", "yes", "on"}
 _FALSE = {"0", "f", "false", "no", "off"}
@@ -142,7 +151,9 @@ def _float(text: str, flag: str) -> float:
         raise UsageError(f"invalid value {text!r} for -{flag}: expected a number") from None
 
 
-def to_options(values: dict[str, object], url: str, extra_flags: dict[str, object] | None = None) -> LoadOptions:
+def to_options(
+    values: dict[str, object], url: str, extra_flags: dict[str, object] | None = None
+) -> LoadOptions:
     """Convert parsed flag values to validated :class:`LoadOptions`."""
     kw: dict[str, object] = {"url": url}
     payloads: dict[str, str] = {}

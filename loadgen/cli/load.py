@@ -8,9 +8,7 @@ from loadgen.cli.flags import FlagSet, to_options
 from loadgen.errors import UsageError
 from loadgen.options import LOAD_FLAGS, Flag
 
-_EXTRA = (
-    Flag("curl", "curl", "bool", "false", "Fetch once and print the response instead of a load"),
-)
+_EXTRA = (Flag("curl", "curl", "bool", "false", "Fetch once and print the response instead of a load"),)
 _FLAGS = FlagSet(LOAD_FLAGS + _EXTRA)
 
 

@@ -27,8 +27,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 #: Server-side filter (RE2, partial match) keeping the catalogue's stat families and the anchors
 #: the name splitter needs; cuts a lab-sized /stats from ~400 to ~100 entries per cluster.
-SNAPSHOT_FILTER = (r"^cluster\..*\.(upstream_rq_|upstream_cx_|circuit_breakers\.|outlier_detection\.|"
-                   r"membership_total|lb_healthy_panic)|^http\..*\.(fault\.|downstream_rq_)")
+SNAPSHOT_FILTER = (
+    r"^cluster\..*\.(upstream_rq_|upstream_cx_|circuit_breakers\.|outlier_detection\.|"
+    r"membership_total|lb_healthy_panic)|^http\..*\.(fault\.|downstream_rq_)"
+)
 
 
 def parse_admin_url(url: str) -> tuple[str, int, str]:
@@ -44,8 +46,10 @@ def parse_admin_url(url: str) -> tuple[str, int, str]:
     if not u.hostname or port is None:
         raise UsageError(f"Envoy admin URL {url!r} needs a host and a port, e.g. http://127.0.0.1:15000")
     if u.hostname not in LOOPBACK:
-        raise UsageError(f"Envoy admin URL {url!r}: only loopback admin addresses are allowed "
-                         f"({', '.join(LOOPBACK)}); port-forward a remote admin first")
+        raise UsageError(
+            f"Envoy admin URL {url!r}: only loopback admin addresses are allowed "
+            f"({', '.join(LOOPBACK)}); port-forward a remote admin first"
+        )
     host = u.hostname
     shown = f"[{host}]" if ":" in host else host
     return host, port, f"http://{shown}:{port}"

@@ -55,23 +55,38 @@ _CB_REMAINING = {
 }
 
 CATALOGUE: tuple[Stat, ...] = (
-    _c("upstream_rq_pending_overflow", "counter",
-       "requests rejected with a local 503 by max_pending_requests (before Envoy 1.38 also by max_requests)"),
-    _c("upstream_rq_active_overflow", "counter",
-       "requests rejected with a local 503 by max_requests (Envoy >= 1.38)"),
-    _c("upstream_cx_overflow", "counter",
-       "times max_connections stopped a new connection (the request waits as pending; "
-       "not a rejection count)"),
+    _c(
+        "upstream_rq_pending_overflow",
+        "counter",
+        "requests rejected with a local 503 by max_pending_requests (before Envoy 1.38 also by max_requests)",
+    ),
+    _c(
+        "upstream_rq_active_overflow",
+        "counter",
+        "requests rejected with a local 503 by max_requests (Envoy >= 1.38)",
+    ),
+    _c(
+        "upstream_cx_overflow",
+        "counter",
+        "times max_connections stopped a new connection (the request waits as pending; "
+        "not a rejection count)",
+    ),
     _c("upstream_cx_pool_overflow", "counter", "times max_connection_pools stopped a new pool"),
-    _c("upstream_rq_retry_overflow", "counter",
-       "retries not attempted because of max_retries or the retry budget "
-       "(client gets the upstream's response)"),
+    _c(
+        "upstream_rq_retry_overflow",
+        "counter",
+        "retries not attempted because of max_retries or the retry budget "
+        "(client gets the upstream's response)",
+    ),
     _c("upstream_rq_pending_total", "counter", "requests that had to wait for a connection"),
     _c("upstream_rq_pending_active", "gauge", "requests waiting for a connection now"),
     _c("upstream_rq_pending_failure_eject", "counter", "pending requests failed by a connection failure"),
     _c("upstream_rq_active", "gauge", "requests in flight to the upstream now"),
-    _c("upstream_rq_total", "counter",
-       "requests sent on an upstream connection, retries included (not overflows)"),
+    _c(
+        "upstream_rq_total",
+        "counter",
+        "requests sent on an upstream connection, retries included (not overflows)",
+    ),
     _c("upstream_rq_completed", "counter", "requests completed, local overflow 503s included"),
     _c("upstream_rq_503", "counter", "503 responses, local overflow 503s included (created on first use)"),
     _c("upstream_rq_5xx", "counter", "5xx responses, local overflow 503s included (created on first use)"),
@@ -85,21 +100,34 @@ CATALOGUE: tuple[Stat, ...] = (
     _c("upstream_cx_connect_fail", "counter", "upstream connections that failed to connect"),
     _c("upstream_cx_max_requests", "counter", "connections closed by max_requests_per_connection"),
     _c("upstream_cx_none_healthy", "counter", "requests with no healthy host (503 'no healthy upstream')"),
-    *(_c(f"circuit_breakers.{p}.{k}", "gauge", f"{p} priority: {m}")
-      for p in ("default", "high") for k, m in _CB_GAUGES.items()),
+    *(
+        _c(f"circuit_breakers.{p}.{k}", "gauge", f"{p} priority: {m}")
+        for p in ("default", "high")
+        for k, m in _CB_GAUGES.items()
+    ),
     *(_c(f"circuit_breakers.default.{k}", "gauge", m) for k, m in _CB_REMAINING.items()),
     _c("outlier_detection.ejections_active", "gauge", "hosts ejected now"),
     _c("outlier_detection.ejections_total", "counter", "ejections (deprecated total, enforced or not)"),
     _c("outlier_detection.ejections_enforced_total", "counter", "ejections enforced"),
     _c("outlier_detection.ejections_overflow", "counter", "ejections skipped by max_ejection_percent"),
-    _c("outlier_detection.ejections_enforced_consecutive_5xx", "counter",
-       "ejections enforced for consecutive 5xx"),
-    _c("outlier_detection.ejections_detected_consecutive_5xx", "counter",
-       "consecutive-5xx outliers detected"),
-    _c("outlier_detection.ejections_enforced_consecutive_gateway_failure", "counter",
-       "ejections enforced for consecutive gateway failures"),
-    _c("outlier_detection.ejections_detected_consecutive_gateway_failure", "counter",
-       "consecutive-gateway-failure outliers detected"),
+    _c(
+        "outlier_detection.ejections_enforced_consecutive_5xx",
+        "counter",
+        "ejections enforced for consecutive 5xx",
+    ),
+    _c(
+        "outlier_detection.ejections_detected_consecutive_5xx", "counter", "consecutive-5xx outliers detected"
+    ),
+    _c(
+        "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+        "counter",
+        "ejections enforced for consecutive gateway failures",
+    ),
+    _c(
+        "outlier_detection.ejections_detected_consecutive_gateway_failure",
+        "counter",
+        "consecutive-gateway-failure outliers detected",
+    ),
     Stat("fault.delays_injected", "counter", "http", "requests delayed by the fault filter"),
     Stat("fault.aborts_injected", "counter", "http", "requests aborted by the fault filter (local response)"),
     Stat("fault.active_faults", "gauge", "http", "faults active now"),
@@ -118,7 +146,8 @@ REJECTION_STATS = ("upstream_rq_pending_overflow", "upstream_rq_active_overflow"
 #: Every per-cluster stat name Envoy 1.40 creates for a static HTTP cluster (captured from a real
 #: ``/stats``; ``upstream_rq_<code>``/``<N>xx`` and the ``external.``/``internal.``/``canary.``
 #: variants are matched by :data:`DYNAMIC_CLUSTER_STAT`).
-CLUSTER_STATS: frozenset[str] = frozenset(_words("""
+CLUSTER_STATS: frozenset[str] = frozenset(
+    _words("""
 assignment_stale assignment_timeout_received assignment_use_cached bind_errors default.total_match_count
 http1.dropped_headers_with_underscores http1.metadata_not_supported_error
 http1.requests_rejected_with_underscores_in_headers http1.response_flood
@@ -169,13 +198,15 @@ outlier_detection.ejections_enforced_local_origin_success_rate
 outlier_detection.ejections_enforced_success_rate outlier_detection.ejections_enforced_total
 outlier_detection.ejections_overflow outlier_detection.ejections_success_rate
 outlier_detection.ejections_total
-""")) | frozenset(s.name for s in CLUSTER_CATALOGUE)
+""")
+) | frozenset(s.name for s in CLUSTER_CATALOGUE)
 
 #: ``upstream_rq_503``, ``upstream_rq_5xx``, ``external.upstream_rq_200``, ``internal.upstream_rq_2xx`` ...
 DYNAMIC_CLUSTER_STAT = re.compile(r"(?:(?:external|internal|canary)\.)?upstream_rq_(?:\d{3}|\dxx)")
 
 #: Stats (relative to their scope) that are gauges; everything else Envoy prints as a number is a counter.
-GAUGES: frozenset[str] = frozenset(_words("""
+GAUGES: frozenset[str] = frozenset(
+    _words("""
 lb_subsets_active max_host_weight membership_degraded membership_excluded membership_healthy
 membership_total outlier_detection.ejections_active upstream_cx_active upstream_cx_rx_bytes_buffered
 upstream_cx_tx_bytes_buffered upstream_queue_overloaded upstream_rq_active upstream_rq_pending_active
@@ -183,7 +214,8 @@ version warming_state http2.streams_active http2.pending_send_bytes downstream_c
 downstream_cx_http1_active downstream_cx_http1_soft_drain downstream_cx_http2_active
 downstream_cx_http3_active downstream_cx_rx_bytes_buffered downstream_cx_ssl_active
 downstream_cx_tx_bytes_buffered downstream_cx_upgrades_active downstream_rq_active fault.active_faults
-""")) | frozenset(s.name for s in CATALOGUE if s.kind == "gauge")
+""")
+) | frozenset(s.name for s in CATALOGUE if s.kind == "gauge")
 
 _CB_GAUGE = re.compile(r"circuit_breakers\.[a-z]+\.[a-z_]+")
 
@@ -197,8 +229,9 @@ def kind_of(stat: str) -> Kind:
 
 def is_cluster_stat(stat: str) -> bool:
     """True when ``stat`` is a per-cluster stat name Envoy 1.40 prints (the splitter's suffix catalogue)."""
-    return (stat in CLUSTER_STATS or bool(DYNAMIC_CLUSTER_STAT.fullmatch(stat))
-            or bool(_CB_GAUGE.fullmatch(stat)))
+    return (
+        stat in CLUSTER_STATS or bool(DYNAMIC_CLUSTER_STAT.fullmatch(stat)) or bool(_CB_GAUGE.fullmatch(stat))
+    )
 
 
 def value(stats: Mapping[str, int], name: str) -> int:

@@ -27,8 +27,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="loadgen stats", add_help=True,
-                description="Print Envoy's circuit-breaker, overflow, outlier and fault stats per cluster.")
+    p = _Parser(
+        prog="loadgen stats",
+        add_help=True,
+        description="Print Envoy's circuit-breaker, overflow, outlier and fault stats per cluster.",
+    )
     p.add_argument("admin_url", metavar="ADMIN_URL", help="Envoy admin, e.g. http://127.0.0.1:15000")
     p.add_argument("-cluster", default="", metavar="REGEX", help="only clusters whose name matches")
     p.add_argument("-format", default="text", choices=("text", "json"), help="output format")
@@ -44,8 +47,11 @@ def render(snap: st.Snapshot, cluster_regex: str, out: TextIO) -> None:
         out.write(f"cluster {c}\n")
         for s in catalogue.CLUSTER_CATALOGUE:
             present = s.name in snap.clusters[c]
-            out.write(f"  {s.name:<{width}}  {snap.get(c, s.name):>12}  {s.kind}"
-                      + ("" if present else "  (absent)") + "\n")
+            out.write(
+                f"  {s.name:<{width}}  {snap.get(c, s.name):>12}  {s.kind}"
+                + ("" if present else "  (absent)")
+                + "\n"
+            )
     for prefix in sorted(snap.http):
         faults = [s for s in catalogue.HTTP_CATALOGUE if s.name in snap.http[prefix]]
         if any(s.name.startswith("fault.") for s in faults):

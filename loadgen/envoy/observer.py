@@ -42,8 +42,9 @@ class SeriesEntry:
 class EnvoyObserver:
     """Envoy admin stats around one run. See the module docstring."""
 
-    def __init__(self, admin_url: str, cluster_regex: str = "", interval_s: float = 1.0,
-                 timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, admin_url: str, cluster_regex: str = "", interval_s: float = 1.0, timeout_s: float = 2.0
+    ) -> None:
         if interval_s <= 0:
             raise UsageError(f"-stats-interval must be > 0, got {interval_s}")
         self.client = AdminClient(admin_url, timeout_s=timeout_s)
@@ -93,8 +94,7 @@ class EnvoyObserver:
         self.delta = st.delta(first, last, self.cluster_regex)
         v = reconcile(view, self.delta.clusters, self.delta.http)
         if self.entries[-1].snapshot is None:  # the final snapshot failed: say so, whatever the numbers
-            gap = (f"the final snapshot failed ({self.entries[-1].error}); deltas end at "
-                   f"t={good[-1].t:.1f}s")
+            gap = f"the final snapshot failed ({self.entries[-1].error}); deltas end at t={good[-1].t:.1f}s"
             if v.status == "exact":
                 v.status = "within_tolerance"
             v.reason = "; ".join(x for x in (v.reason, gap) if x)
@@ -109,11 +109,18 @@ class EnvoyObserver:
         wall = time.time()
         try:
             snap = self.client.snapshot()
-            e = SeriesEntry(t=t - self._t0, wall=wall, phase=phase, snapshot=snap,
-                            ms=(time.monotonic() - t) * 1000.0)
+            e = SeriesEntry(
+                t=t - self._t0, wall=wall, phase=phase, snapshot=snap, ms=(time.monotonic() - t) * 1000.0
+            )
         except EnvoyAdminError as exc:
-            e = SeriesEntry(t=t - self._t0, wall=wall, phase=phase, snapshot=None, error=str(exc),
-                            ms=(time.monotonic() - t) * 1000.0)
+            e = SeriesEntry(
+                t=t - self._t0,
+                wall=wall,
+                phase=phase,
+                snapshot=None,
+                error=str(exc),
+                ms=(time.monotonic() - t) * 1000.0,
+            )
         self.entries.append(e)
         return e
 
@@ -153,12 +160,17 @@ class EnvoyObserver:
 
     def render_text(self, out: TextIO) -> None:
         """The "Circuit breaker" section of the text report."""
-        out.write(f"Circuit breaker (Envoy admin {self.admin_url}"
-                  + (f", clusters ~ /{self.cluster_regex}/" if self.cluster_regex else "") + ")\n")
+        out.write(
+            f"Circuit breaker (Envoy admin {self.admin_url}"
+            + (f", clusters ~ /{self.cluster_regex}/" if self.cluster_regex else "")
+            + ")\n"
+        )
         missing = [e for e in self.entries if e.snapshot is None]
         if missing:
-            out.write(f"  {len(missing)} of {len(self.entries)} snapshots failed; first: "
-                      f"t={missing[0].t:.1f}s {missing[0].error}\n")
+            out.write(
+                f"  {len(missing)} of {len(self.entries)} snapshots failed; first: "
+                f"t={missing[0].t:.1f}s {missing[0].error}\n"
+            )
         if not self.delta:
             out.write("  no deltas\n")
             return
@@ -168,13 +180,17 @@ class EnvoyObserver:
             parts = []
             for s in catalogue.CLUSTER_CATALOGUE:
                 v = catalogue.value(d, s.name)
-                if v and not (s.name.startswith("circuit_breakers.") and "remaining_" in s.name
-                              and v >= UNLIMITED):
+                if v and not (
+                    s.name.startswith("circuit_breakers.") and "remaining_" in s.name and v >= UNLIMITED
+                ):
                     parts.append(f"{s.name} {'+' if s.kind == 'counter' and v > 0 else ''}{v}")
             out.write(f"  {cluster}: " + (", ".join(parts) if parts else "no change") + "\n")
         for prefix, d in self.delta.http.items():
-            parts = [f"{s.name} +{catalogue.value(d, s.name)}" for s in catalogue.HTTP_CATALOGUE
-                     if s.name.startswith("fault.") and s.kind == "counter" and catalogue.value(d, s.name)]
+            parts = [
+                f"{s.name} +{catalogue.value(d, s.name)}"
+                for s in catalogue.HTTP_CATALOGUE
+                if s.name.startswith("fault.") and s.kind == "counter" and catalogue.value(d, s.name)
+            ]
             if parts:
                 out.write(f"  http {prefix}: " + ", ".join(parts) + "\n")
         if self.verdict:

@@ -74,8 +74,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def reconcile(client: ClientView, cluster_deltas: Mapping[str, Mapping[str, int]],
-              http_deltas: Mapping[str, Mapping[str, int]] | None = None) -> Verdict:
+def reconcile(
+    client: ClientView,
+    cluster_deltas: Mapping[str, Mapping[str, int]],
+    http_deltas: Mapping[str, Mapping[str, int]] | None = None,
+) -> Verdict:
     """Compare the client's 503s with Envoy's counters (summed over the given clusters / HCMs)."""
     c503 = int(client.codes.get(503, 0))
     ov503 = int(client.overloaded.get(503, 0))
@@ -107,18 +110,26 @@ def reconcile(client: ClientView, cluster_deltas: Mapping[str, Mapping[str, int]
     problems: list[str] = []
     tolerated: list[str] = []
     if d_ov > 0:
-        msg = (f"Envoy counted {rej} rejections ({ov_text}) but the client saw "
-               f"{_plural(ov503, '503')} with x-envoy-overloaded")
+        msg = (
+            f"Envoy counted {rej} rejections ({ov_text}) but the client saw "
+            f"{_plural(ov503, '503')} with x-envoy-overloaded"
+        )
         (tolerated if d_ov <= slack else problems).append(msg)
     elif d_ov < 0:
-        problems.append(f"{-d_ov} of {ov503} 503s with x-envoy-overloaded have no overflow counter "
-                        f"({ov_text}; another Envoy on the path, or a cluster outside -envoy-cluster?)")
+        problems.append(
+            f"{-d_ov} of {ov503} 503s with x-envoy-overloaded have no overflow counter "
+            f"({ov_text}; another Envoy on the path, or a cluster outside -envoy-cluster?)"
+        )
     if unexplained_plain:
-        problems.append(f"{unexplained_plain} of {c503} 503s are not explained by any counter "
-                        f"(upstream_rq_503 +{up503}, overflows +{rej}, fault aborts +{aborts})")
+        problems.append(
+            f"{unexplained_plain} of {c503} 503s are not explained by any counter "
+            f"(upstream_rq_503 +{up503}, overflows +{rej}, fault aborts +{aborts})"
+        )
     if surplus_plain:
-        msg = (f"Envoy counted {router_other} non-overflow 503s (upstream_rq_503 +{up503} minus overflows "
-               f"+{rej}) but the client saw {plain} without x-envoy-overloaded")
+        msg = (
+            f"Envoy counted {router_other} non-overflow 503s (upstream_rq_503 +{up503} minus overflows "
+            f"+{rej}) but the client saw {plain} without x-envoy-overloaded"
+        )
         (tolerated if surplus_plain <= slack else problems).append(msg)
     if ov_other:
         problems.append(f"{ov_other} non-503 responses carried x-envoy-overloaded")
@@ -142,8 +153,11 @@ def reconcile(client: ClientView, cluster_deltas: Mapping[str, Mapping[str, int]
             bits = []
             up_only = max(0, router_other - no_healthy)
             if up_only:
-                bits.append(f"upstream returned 503 (upstream_rq_503 +{up503}, of which {rej} overflows)"
-                            if rej else f"upstream returned 503 (upstream_rq_503 +{up503})")
+                bits.append(
+                    f"upstream returned 503 (upstream_rq_503 +{up503}, of which {rej} overflows)"
+                    if rej
+                    else f"upstream returned 503 (upstream_rq_503 +{up503})"
+                )
             if no_healthy:
                 bits.append(f"no healthy upstream (upstream_cx_none_healthy +{no_healthy})")
             if aborts:
@@ -160,8 +174,21 @@ def reconcile(client: ClientView, cluster_deltas: Mapping[str, Mapping[str, int]
             sentence += f" — UNEXPLAINED: {reason}"
         elif status == "within_tolerance":
             sentence += f" (within tolerance: {reason})"
-    return Verdict(client_503=c503, client_503_overloaded=ov503, client_overloaded_other=ov_other,
-                   pending_overflow=pend, active_overflow=act, rejections=rej, retry_overflow=retry,
-                   cx_overflow=cxo, upstream_rq_503=up503, router_503_not_overflow=router_other,
-                   no_healthy=no_healthy, aborts_injected=aborts, unexplained_503=unexplained_plain,
-                   status=status, reason=reason, sentence=sentence)
+    return Verdict(
+        client_503=c503,
+        client_503_overloaded=ov503,
+        client_overloaded_other=ov_other,
+        pending_overflow=pend,
+        active_overflow=act,
+        rejections=rej,
+        retry_overflow=retry,
+        cx_overflow=cxo,
+        upstream_rq_503=up503,
+        router_503_not_overflow=router_other,
+        no_healthy=no_healthy,
+        aborts_injected=aborts,
+        unexplained_503=unexplained_plain,
+        status=status,
+        reason=reason,
+        sentence=sentence,
+    )

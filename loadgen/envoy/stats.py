@@ -35,9 +35,15 @@ Stats = dict[str, dict[str, int]]
 
 #: Stats every cluster has (whatever the stats matcher keeps, one of them usually survives);
 #: ``cluster.<name>.<anchor>`` tells the exact cluster name even when it contains dots.
-CLUSTER_ANCHORS = ("membership_total", "upstream_cx_total", "upstream_rq_total",
-                   "upstream_rq_pending_overflow", "circuit_breakers.default.cx_open", "lb_healthy_panic",
-                   "version")
+CLUSTER_ANCHORS = (
+    "membership_total",
+    "upstream_cx_total",
+    "upstream_rq_total",
+    "upstream_rq_pending_overflow",
+    "circuit_breakers.default.cx_open",
+    "lb_healthy_panic",
+    "version",
+)
 HTTP_ANCHORS = ("downstream_rq_total", "downstream_cx_total", "rq_total", "no_route", "fault.aborts_injected")
 
 
@@ -101,11 +107,11 @@ def _split(rest: str, known: list[str], is_stat: Any) -> tuple[str, str]:
         return name, stat
     for k in known:
         if rest.startswith(k + ".") and len(rest) > len(k) + 1:
-            return k, rest[len(k) + 1:]
+            return k, rest[len(k) + 1 :]
     i = rest.find(".")
     while i != -1:
-        if is_stat(rest[i + 1:]):
-            return rest[:i], rest[i + 1:]
+        if is_stat(rest[i + 1 :]):
+            return rest[:i], rest[i + 1 :]
         i = rest.find(".", i + 1)
     name, _, stat = rest.partition(".")
     return name, stat
@@ -113,8 +119,10 @@ def _split(rest: str, known: list[str], is_stat: Any) -> tuple[str, str]:
 
 def _is_http_stat(stat: str) -> bool:
     first = stat.split(".", 1)[0]
-    return (first.startswith(("downstream_", "rq_", "rs_", "no_", "passthrough_"))
-            or first in ("fault", "tracing"))
+    return first.startswith(("downstream_", "rq_", "rs_", "no_", "passthrough_")) or first in (
+        "fault",
+        "tracing",
+    )
 
 
 def split_flat(flat: Mapping[str, int]) -> tuple[Stats, Stats, dict[str, int]]:
@@ -176,8 +184,9 @@ def parse_json(doc: str | Mapping[str, Any]) -> dict[str, int]:
 
 
 _DYN_PROM = re.compile(r"(?:^|_)((?:external_|internal_|canary_)?upstream_rq_(?:\d{3}|\dxx))$")
-_PROM_CLUSTER_STATS = sorted(((s.replace(".", "_"), s) for s in catalogue.CLUSTER_STATS),
-                             key=lambda t: len(t[0]), reverse=True)
+_PROM_CLUSTER_STATS = sorted(
+    ((s.replace(".", "_"), s) for s in catalogue.CLUSTER_STATS), key=lambda t: len(t[0]), reverse=True
+)
 _CLUSTER_LABELS = ("envoy_cluster_name", "cluster_name")
 _HCM_LABELS = ("envoy_http_conn_manager_prefix", "http_conn_manager_prefix")
 
@@ -203,7 +212,7 @@ def _prom_cluster_stat(rest: str) -> tuple[str, str]:
         stat = m.group(1)
         for p in ("external", "internal", "canary"):
             if stat.startswith(p + "_"):
-                stat = p + "." + stat[len(p) + 1:]
+                stat = p + "." + stat[len(p) + 1 :]
         return rest[: m.start()], stat
     for san, stat in _PROM_CLUSTER_STATS:
         if rest == san:
@@ -232,8 +241,9 @@ def parse_prometheus(text: str) -> tuple[Stats, Stats, dict[str, int]]:
     # parses a counter ``X_total`` into the same family; Envoy prints both ``envoy_cluster_upstream_rq``
     # (tagged by code) and ``envoy_cluster_upstream_rq_total``. Each ``# TYPE`` line yields one family, in
     # order, so the TYPE lines tell which name Envoy printed.
-    declared = [ln.split()[2] for ln in text.splitlines()
-                if ln.startswith("# TYPE ") and len(ln.split()) >= 4]
+    declared = [
+        ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE ") and len(ln.split()) >= 4
+    ]
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as e:
@@ -258,15 +268,18 @@ def parse_prometheus(text: str) -> tuple[Stats, Stats, dict[str, int]]:
             clabel = next((labels[k] for k in _CLUSTER_LABELS if k in labels), None)
             hlabel = next((labels[k] for k in _HCM_LABELS if k in labels), None)
             if name.startswith("envoy_cluster_") and clabel is not None:
-                left, stat = _prom_cluster_stat(_untag(name[len("envoy_cluster_"):], labels))
+                left, stat = _prom_cluster_stat(_untag(name[len("envoy_cluster_") :], labels))
                 cname = f"{clabel}.{left.replace('_', '.')}" if left else clabel
                 clusters.setdefault(cname, {})[stat] = iv
-            elif (name.startswith("envoy_http_") and hlabel is not None
-                  and "envoy_listener_address" not in labels):
-                rest = _untag(name[len("envoy_http_"):], labels)
+            elif (
+                name.startswith("envoy_http_")
+                and hlabel is not None
+                and "envoy_listener_address" not in labels
+            ):
+                rest = _untag(name[len("envoy_http_") :], labels)
                 for p in ("fault", "tracing"):
                     if rest.startswith(p + "_"):
-                        rest = p + "." + rest[len(p) + 1:]
+                        rest = p + "." + rest[len(p) + 1 :]
                 http.setdefault(hlabel, {})[rest] = iv
             else:
                 tags = ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
@@ -284,13 +297,18 @@ def _strip_semicolon(d: Stats) -> Stats:
     return out
 
 
-def snapshot_from_flat(flat: Mapping[str, int], *, wall: float | None = None, mono: float | None = None,
-                       source: str = "") -> Snapshot:
+def snapshot_from_flat(
+    flat: Mapping[str, int], *, wall: float | None = None, mono: float | None = None, source: str = ""
+) -> Snapshot:
     clusters, http, other = split_flat(flat)
-    return Snapshot(wall=time.time() if wall is None else wall,
-                    mono=time.monotonic() if mono is None else mono,
-                    clusters=_strip_semicolon(clusters), http=_strip_semicolon(http), other=other,
-                    source=source)
+    return Snapshot(
+        wall=time.time() if wall is None else wall,
+        mono=time.monotonic() if mono is None else mono,
+        clusters=_strip_semicolon(clusters),
+        http=_strip_semicolon(http),
+        other=other,
+        source=source,
+    )
 
 
 def snapshot_from_text(text: str, **kw: Any) -> Snapshot:
@@ -303,10 +321,14 @@ def snapshot_from_json(doc: str | Mapping[str, Any], **kw: Any) -> Snapshot:
 
 def snapshot_from_prometheus(text: str, *, wall: float | None = None, mono: float | None = None) -> Snapshot:
     clusters, http, other = parse_prometheus(text)
-    return Snapshot(wall=time.time() if wall is None else wall,
-                    mono=time.monotonic() if mono is None else mono,
-                    clusters=_strip_semicolon(clusters), http=_strip_semicolon(http), other=other,
-                    source="prometheus")
+    return Snapshot(
+        wall=time.time() if wall is None else wall,
+        mono=time.monotonic() if mono is None else mono,
+        clusters=_strip_semicolon(clusters),
+        http=_strip_semicolon(http),
+        other=other,
+        source="prometheus",
+    )
 
 
 # --- deltas and series ---------------------------------------------------------------------------
@@ -349,8 +371,11 @@ class Delta:
 
 def delta(before: Snapshot, after: Snapshot, cluster_regex: str = "") -> Delta:
     """``after − before`` per cluster per stat (counters; missing = 0), gauges as their value after."""
-    return Delta(clusters=_delta_scope(before.clusters, after.clusters, compile_regex(cluster_regex)),
-                 http=_delta_scope(before.http, after.http, None), seconds=after.mono - before.mono)
+    return Delta(
+        clusters=_delta_scope(before.clusters, after.clusters, compile_regex(cluster_regex)),
+        http=_delta_scope(before.http, after.http, None),
+        seconds=after.mono - before.mono,
+    )
 
 
 def series(snapshots: Iterable[Snapshot], cluster: str, stat: str) -> list[tuple[float, int]]:
@@ -365,8 +390,13 @@ def series(snapshots: Iterable[Snapshot], cluster: str, stat: str) -> list[tuple
 def catalogue_view(snap: Snapshot, cluster_regex: str = "") -> dict[str, Any]:
     """The catalogue stats of one snapshot, for reports: ``{"Clusters": {c: {stat: v}}, "Http": {...}}``."""
     rx = compile_regex(cluster_regex)
-    cl = {c: {s.name: snap.get(c, s.name) for s in catalogue.CLUSTER_CATALOGUE}
-          for c in sorted(snap.clusters) if rx is None or rx.search(c)}
-    ht = {p: {s.name: snap.get_http(p, s.name) for s in catalogue.HTTP_CATALOGUE
-              if s.name in snap.http[p]} for p in sorted(snap.http)}
+    cl = {
+        c: {s.name: snap.get(c, s.name) for s in catalogue.CLUSTER_CATALOGUE}
+        for c in sorted(snap.clusters)
+        if rx is None or rx.search(c)
+    }
+    ht = {
+        p: {s.name: snap.get_http(p, s.name) for s in catalogue.HTTP_CATALOGUE if s.name in snap.http[p]}
+        for p in sorted(snap.http)
+    }
     return {"Clusters": cl, "Http": {p: v for p, v in ht.items() if v}}

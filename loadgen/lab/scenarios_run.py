@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loadgen.errors import LoadgenError, RunError, UsageError
+from loadgen.lab import declared as decl
 from loadgen.lab import state as st
 from loadgen.lab import supervise as sv
 from loadgen.options import LoadOptions
@@ -75,13 +76,19 @@ class Outcome:
         return any(c.failed for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        return {"Scenario": self.scenario, "Seconds": round(self.seconds, 2), "Failed": self.failed,
-                "Checks": [c.__dict__ for c in self.checks], "Runs": self.runs}
+        return {
+            "Scenario": self.scenario,
+            "Seconds": round(self.seconds, 2),
+            "Failed": self.failed,
+            "Checks": [c.__dict__ for c in self.checks],
+            "Runs": self.runs,
+        }
 
 
 def render_table(outcome: Outcome, out: TextIO) -> None:
     rows = [("check", "declared", "observed", "verdict")] + [
-        (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks]
+        (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks
+    ]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
     out.write(f"\nScenario {outcome.scenario}: declared policy vs observed ({outcome.seconds:.1f} s)\n")
     for i, r in enumerate(rows):
@@ -90,8 +97,10 @@ def render_table(outcome: Outcome, out: TextIO) -> None:
             out.write("  " + "  ".join("-" * w for w in widths) + "  -------\n")
     fails = sum(c.failed for c in outcome.checks)
     warns = sum(c.verdict == "WARN" for c in outcome.checks)
-    out.write(f"  => {'CONTRADICTED' if fails else 'CONSISTENT'}: {len(outcome.checks) - fails - warns} pass, "
-              f"{warns} warn, {fails} fail\n")
+    out.write(
+        f"  => {'CONTRADICTED' if fails else 'CONSISTENT'}: {len(outcome.checks) - fails - warns} pass, "
+        f"{warns} warn, {fails} fail\n"
+    )
 
 
 def wilson(k: int, n: int, z: float) -> tuple[float, float]:
@@ -158,13 +167,18 @@ class Lab:
 
     def upstreams(self, short: str, subset: str | None = None) -> list[st.ProcRecord]:
         host = self.service(short).host
-        return [p for p in self.state.procs if p.role == "upstream" and p.host == host
-                and (subset is None or p.subset == subset)]
+        return [
+            p
+            for p in self.state.procs
+            if p.role == "upstream" and p.host == host and (subset is None or p.subset == subset)
+        ]
 
     def close(self) -> None:
         if self.keep:
-            sys.stderr.write(f"loadgen lab: kept the lab running (state dir {self.dir}); "
-                             f"stop it with: loadgen lab down -state-dir {self.dir}\n")
+            sys.stderr.write(
+                f"loadgen lab: kept the lab running (state dir {self.dir}); "
+                f"stop it with: loadgen lab down -state-dir {self.dir}\n"
+            )
             return
         envoys = [p for p in self.state.procs if p.role == "envoy"]
         others = [p for p in self.state.procs if p.role != "envoy"]
@@ -190,28 +204,55 @@ class Ctx:
     files: dict[str, list[str]]  # step name -> YAML files (packaged or the user's)
 
 
-def load(ctx: Ctx, label: str, url: str, *, c: int, n: int, qps: float = 0.0, headers: tuple[tuple[str, str], ...] = (),
-         timeout_s: float = 3.0, cluster: str = "", report: bool = False) -> RunResult:
+def load(
+    ctx: Ctx,
+    label: str,
+    url: str,
+    *,
+    c: int,
+    n: int,
+    qps: float = 0.0,
+    headers: tuple[tuple[str, str], ...] = (),
+    timeout_s: float = 3.0,
+    cluster: str = "",
+    report: bool = False,
+) -> RunResult:
     """One bounded load through the lab's Envoy, with its admin stats read around it."""
     from loadgen.runner import execute
 
-    opts = LoadOptions(url=url, connections=c, exactly=n, qps=qps, headers=headers, timeout_s=timeout_s,
-                       engine=ctx.engine, envoy_admin=ctx.lab.state.admin_url,
-                       envoy_cluster=f"^{re.escape(cluster)}$" if cluster else "",
-                       stats_interval_s=0.5, labels=label, loglevel="Warning", quiet=False)
+    opts = LoadOptions(
+        url=url,
+        connections=c,
+        exactly=n,
+        qps=qps,
+        headers=headers,
+        timeout_s=timeout_s,
+        engine=ctx.engine,
+        envoy_admin=ctx.lab.state.admin_url,
+        envoy_cluster=f"^{re.escape(cluster)}$" if cluster else "",
+        stats_interval_s=0.5,
+        labels=label,
+        loglevel="Warning",
+        quiet=False,
+    )
     sink = ctx.err if (report or ctx.verbose) else io.StringIO()
     if report or ctx.verbose:
         hdr = " ".join(f"-H '{k}: {v}'" for k, v in headers)
-        ctx.err.write(f"\n$ loadgen load -c {c} -qps {qps:g} -n {n} {hdr + ' ' if hdr else ''}"
-                      f"-envoy-admin {ctx.lab.state.admin_url} {url}\n")
+        ctx.err.write(
+            f"\n$ loadgen load -c {c} -qps {qps:g} -n {n} {hdr + ' ' if hdr else ''}"
+            f"-envoy-admin {ctx.lab.state.admin_url} {url}\n"
+        )
     result, _ = execute(opts, err=sink, out=io.StringIO(), progress=False)
     er = result.engine_result
     codes = " ".join(f"{k}:{v}" for k, v in sorted(er.codes.items()))
     if not (report or ctx.verbose):
-        ctx.err.write(f"  {label}: {er.count} calls, codes {codes}, p50 {er.service.percentile(50) / 1e6:.1f} ms, "
-                      f"p99 {er.service.percentile(99) / 1e6:.1f} ms\n")
-    ctx.out.runs.append({"Label": label, "Url": url, "Codes": {str(k): v for k, v in er.codes.items()},
-                         "Envoy": result.envoy})
+        ctx.err.write(
+            f"  {label}: {er.count} calls, codes {codes}, p50 {er.service.percentile(50) / 1e6:.1f} ms, "
+            f"p99 {er.service.percentile(99) / 1e6:.1f} ms\n"
+        )
+    ctx.out.runs.append(
+        {"Label": label, "Url": url, "Codes": {str(k): v for k, v in er.codes.items()}, "Envoy": result.envoy}
+    )
     return result
 
 
@@ -252,53 +293,96 @@ def circuit_breaker(ctx: Ctx) -> None:
         ctx.out.add(f"-c {c} -n {n}: codes", "200 or 503 (overflow) only", _codes(er.codes), not other)
         d = deltas(r)
         overflow = stat(d, cl, "upstream_rq_pending_overflow") + stat(d, cl, "upstream_rq_active_overflow")
-        ctx.out.add(f"-c {c} -n {n}: 503s = overflow", "every 503 is a CB rejection",
-                    f"503s {n503}, pending+active overflow +{overflow}", n503 == overflow)
-        ctx.out.add(f"-c {c} -n {n}: x-envoy-overloaded", "on every overflow 503",
-                    f"{er.overloaded.get(503, 0)} of {n503}", er.overloaded.get(503, 0) == n503)
-        ctx.out.add(f"-c {c} -n {n}: reconciliation", "exact", f"{v.get('Status', '?')}: {v.get('Sentence', '')}",
-                    v.get("Status") == "exact")
+        ctx.out.add(
+            f"-c {c} -n {n}: 503s = overflow",
+            "every 503 is a CB rejection",
+            f"503s {n503}, pending+active overflow +{overflow}",
+            n503 == overflow,
+        )
+        ctx.out.add(
+            f"-c {c} -n {n}: x-envoy-overloaded",
+            "on every overflow 503",
+            f"{er.overloaded.get(503, 0)} of {n503}",
+            er.overloaded.get(503, 0) == n503,
+        )
+        ctx.out.add(
+            f"-c {c} -n {n}: reconciliation",
+            "exact",
+            f"{v.get('Status', '?')}: {v.get('Sentence', '')}",
+            v.get("Status") == "exact",
+        )
         cx = stat(d, cl, "upstream_cx_total")
-        ctx.out.add(f"-c {c} -n {n}: upstream requests", "maxRequestsPerConnection 1: one per connection",
-                    f"upstream_rq_total +{stat(d, cl, 'upstream_rq_total')}, upstream_cx_total +{cx}",
-                    stat(d, cl, "upstream_rq_total") <= cx)
-        if c == 3:
-            ctx.out.add("-c 3 -n 30: trips", "3 concurrent > 1 connection + 1 pending",
-                        f"{n503} overflow 503s", n503 > 0)
+        ctx.out.add(
+            f"-c {c} -n {n}: upstream requests",
+            "maxRequestsPerConnection 1: one per connection",
+            f"upstream_rq_total +{stat(d, cl, 'upstream_rq_total')}, upstream_cx_total +{cx}",
+            stat(d, cl, "upstream_rq_total") <= cx,
+        )
+        limit = decl.concurrency_limit(lab.spec, "httpbin")
+        shown = "unlimited" if limit is None else f"{limit} (connections + pending)"
+        if limit is None or c <= limit:
+            ctx.out.add(
+                f"-c {c} -n {n}: trips",
+                f"{c} concurrent <= {shown}: little or no overflow",
+                f"{n503} overflow 503s",
+                True if n503 == 0 else "WARN",
+            )
+        else:
+            ctx.out.add(
+                f"-c {c} -n {n}: trips",
+                f"{c} concurrent > {shown}: overflow expected",
+                f"{n503} overflow 503s",
+                True if n503 > 0 else "WARN",
+            )
 
 
 def _codes(codes: dict[int, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(codes.items())) or "none"
 
 
-def _split(r: RunResult, lab: Lab, service: str, subsets: tuple[str, ...]) -> dict[str, int]:
-    d = deltas(r)
-    return {s: stat(d, lab.cluster(service, s), "upstream_rq_total") for s in subsets}
-
-
 def routing(ctx: Ctx) -> None:
-    """Request routing: all traffic to v1; then ``end-user: jason`` → v2, everyone else v1; then
-    80/20, the measured split (per-subset cluster stats) against the declared weights."""
+    """Request routing, step by step (all to v1; ``end-user: jason`` → v2; 80/20): for every request
+    shape the VirtualService distinguishes, the measured split over the per-subset clusters
+    (Envoy's cluster stats) against the split the YAML declares."""
+    steps = ["up"] + [k for k in ctx.files if k != "up"]
+    for step in steps:
+        if step != "up":
+            ctx.err.write(f"  {ctx.lab.apply(ctx.files[step])}\n")
+        _check_splits(ctx, "reviews", "/reviews/0", prefix="initial" if step == "up" else step)
+
+
+def _check_splits(ctx: Ctx, short: str, path: str, prefix: str) -> None:
     lab = ctx.lab
-    url = lab.url("reviews", "/reviews/0")
-    subs = ("v1", "v2", "v3")
-    r = load(ctx, "all to v1", url, c=4, n=200)
-    s = _split(r, lab, "reviews", subs)
-    ctx.out.add("all v1: split", "reviews v1 100 %", _fmt_split(s), s["v1"] == 200 and s["v2"] + s["v3"] == 0)
-    ctx.err.write(f"  {lab.apply(ctx.files['jason'])}\n")
-    r = load(ctx, "jason", url, c=2, n=100, headers=(("end-user", "jason"),))
-    s = _split(r, lab, "reviews", subs)
-    ctx.out.add("end-user: jason", "reviews v2", _fmt_split(s), s["v2"] == 100 and s["v1"] + s["v3"] == 0)
-    r = load(ctx, "others", url, c=2, n=100, headers=(("end-user", "alice"),))
-    s = _split(r, lab, "reviews", subs)
-    ctx.out.add("end-user: alice", "reviews v1", _fmt_split(s), s["v1"] == 100 and s["v2"] + s["v3"] == 0)
-    ctx.err.write(f"  {lab.apply(ctx.files['80-20'])}\n")
-    n = 1000
-    r = load(ctx, "80/20", url, c=4, n=n)
-    s = _split(r, lab, "reviews", subs)
-    total = s["v1"] + s["v2"]
-    obs, verdict = proportion_check(s["v1"], total, 0.80)
-    ctx.out.add("80/20: v1 share", "80 % (weight 80)", obs, verdict if s["v3"] == 0 and total == n else "FAIL")
+    url = lab.url(short, path)
+    svc = lab.service(short)
+    clusters = [lab.cluster(short, s.name) for s in svc.subsets] or [lab.cluster(short)]
+    for probe in decl.probes(lab.spec, short):
+        want = expected_split(lab, short, path, probe)
+        deterministic = len(want) <= 1
+        n = 100 if deterministic else 1000
+        label = f"{prefix}: {decl.probe_label(probe)}"
+        r = load(ctx, label, url, c=4, n=n, headers=tuple(probe.items()))
+        d = deltas(r)
+        got = {cl: stat(d, cl, "upstream_rq_total") for cl in sorted(set(clusters) | set(want))}
+        total = sum(got.values())
+        observed = _fmt_split({decl.subset_of(k): v for k, v in got.items()})
+        declared = (
+            ", ".join(f"{decl.subset_of(k)} {100 * v:g} %" for k, v in want.items()) or "no route (404)"
+        )
+        if deterministic:
+            ok = all(v == (n if k in want else 0) for k, v in got.items()) and total == (n if want else 0)
+            ctx.out.add(label, declared, observed, ok)
+            continue
+        for cl, share in want.items():
+            obs, verdict = proportion_check(got.get(cl, 0), total, share)
+            ctx.out.add(f"{label} -> {decl.subset_of(cl)}", f"{100 * share:g} %", obs, verdict)
+        stray = sum(v for k, v in got.items() if k not in want)
+        ctx.out.add(f"{label}: elsewhere", "0 requests", f"{stray} requests", stray == 0)
+
+
+def expected_split(lab: Lab, short: str, path: str, headers: dict[str, str]) -> dict[str, float]:
+    """The declared split (a seam, so tests can check that a wrong declaration is caught)."""
+    return decl.expected_split(lab.spec, short, path, headers)
 
 
 def _fmt_split(s: dict[str, int]) -> str:
@@ -306,72 +390,101 @@ def _fmt_split(s: dict[str, int]) -> str:
 
 
 def fault_delay(ctx: Ctx) -> None:
-    """Fault injection, delay: a fixed 7 s delay on ratings for ``end-user: jason`` only, and the
-    lab's finding: productpage (3 s timeout, one retry, to reviews; reviews v2 → ratings with a
-    10 s timeout) answers in about 6 s with the reviews section unavailable."""
+    """Fault injection, delay: for every request shape the ratings VirtualService distinguishes,
+    latency ≈ the declared fixed delay where a delay applies (``fault.delays_injected`` agrees)
+    and no delay elsewhere; then the lab's finding: productpage (3 s timeout, one retry, to
+    reviews; reviews v2 → ratings with a 10 s timeout) answers in about 6 s with the reviews
+    section unavailable while ratings is delayed 7 s."""
     lab = ctx.lab
-    cl = lab.cluster("ratings", "v1")
-    declared = _fixed_delay_s(lab)
     url = lab.url("ratings", "/ratings/0")
-    r = load(ctx, "ratings as jason", url, c=3, n=3, headers=(("end-user", "jason"),), timeout_s=declared + 5,
-             cluster=cl)
-    p50 = r.engine_result.service.percentile(50) / 1e9
-    delays = sum_http(r, "fault.delays_injected")
-    ctx.out.add("jason: latency", f"fixedDelay {declared:g} s", f"p50 {p50:.2f} s, all {_codes(r.engine_result.codes)}",
-                abs(p50 - declared) <= 0.1 * declared + 0.2 and r.engine_result.codes.get(200, 0) == 3)
-    ctx.out.add("jason: fault.delays_injected", "3 (100 %)", f"+{delays}", delays == 3)
-    r = load(ctx, "ratings as alice", url, c=2, n=50, headers=(("end-user", "alice"),), cluster=cl)
-    p99 = r.engine_result.service.percentile(99) / 1e9
-    ctx.out.add("others: latency", "no delay", f"p99 {1000 * p99:.1f} ms", p99 < 0.5)
-    t0 = time.monotonic()
-    status, body = _get(lab.url("productpage", "/productpage"), {"end-user": "jason"}, timeout=30)
-    took = time.monotonic() - t0
-    unavailable = "Reviews unavailable" in body
-    ctx.out.add("jason: productpage", "~6 s (3 s timeout x 2 tries), reviews unavailable",
+    delayed: list[dict[str, str]] = []
+    for probe in decl.probes(lab.spec, "ratings"):
+        route = decl.declared_route(lab.spec, "ratings", "/ratings/0", probe)
+        fault = getattr(route, "fault", None)
+        delay = getattr(fault, "delay", None)
+        label = decl.probe_label(probe)
+        if delay is None:
+            r = load(ctx, f"ratings, {label}", url, c=2, n=50, headers=tuple(probe.items()))
+            p99 = r.engine_result.service.percentile(99) / 1e9
+            ctx.out.add(f"{label}: latency", "no delay", f"p99 {1000 * p99:.1f} ms", p99 < 0.5)
+            continue
+        pct = delay.percentage.percent
+        secs = delay.fixed_delay_ns / 1e9
+        if pct < 100.0:
+            ctx.out.add(
+                f"{label}: latency", f"{secs:g} s for {pct:g} %", "not measured (partial delay)", "WARN"
+            )
+            continue
+        r = load(ctx, f"ratings, {label}", url, c=3, n=3, headers=tuple(probe.items()), timeout_s=secs + 5)
+        p50 = r.engine_result.service.percentile(50) / 1e9
+        ok200 = r.engine_result.codes.get(200, 0) == 3
+        ctx.out.add(
+            f"{label}: latency",
+            f"fixedDelay {secs:g} s",
+            f"p50 {p50:.2f} s, {_codes(r.engine_result.codes)}",
+            abs(p50 - secs) <= 0.1 * secs + 0.2 and ok200,
+        )
+        got = sum_http(r, "fault.delays_injected")
+        ctx.out.add(f"{label}: fault.delays_injected", "3 (100 %)", f"+{got}", got == 3)
+        if secs > 2 * 3.0:  # beyond productpage's two 3 s tries: the lab's finding applies
+            delayed.append(probe)
+    if "productpage" not in {s.short for s in lab.spec.services}:
+        return
+    for probe in [*delayed[:1], {"end-user": "alice"}]:
+        label = decl.probe_label(probe)
+        t0 = time.monotonic()
+        status, body = _get(lab.url("productpage", "/productpage"), probe, timeout=30)
+        took = time.monotonic() - t0
+        unavailable = "Reviews unavailable" in body
+        if probe in delayed:
+            ctx.out.add(
+                f"{label}: productpage",
+                "~6 s (3 s timeout x 2 tries), reviews unavailable",
                 f"{status} in {took:.1f} s, {'reviews unavailable' if unavailable else 'reviews shown'}",
-                status == 200 and unavailable and 5.0 <= took <= 8.0)
-    t0 = time.monotonic()
-    status, body = _get(lab.url("productpage", "/productpage"), {"end-user": "alice"}, timeout=30)
-    took = time.monotonic() - t0
-    ctx.out.add("alice: productpage", "fast, reviews shown", f"{status} in {took:.2f} s",
-                status == 200 and "Reviews unavailable" not in body and took < 2.0)
-
-
-def _route_faults(lab: Lab, short: str) -> list[Any]:
-    vs = lab.spec.virtual_service(lab.service(short).host)
-    return [r.fault for r in (getattr(vs, "http", ()) or ()) if getattr(r, "fault", None) is not None]
-
-
-def _fixed_delay_s(lab: Lab) -> float:
-    for f in _route_faults(lab, "ratings"):
-        if f.delay is not None:
-            return float(f.delay.fixed_delay_ns) / 1e9
-    raise UsageError("the fault-delay scenario's YAML has no fault.delay on ratings")
+                status == 200 and unavailable and 5.0 <= took <= 8.0,
+            )
+        else:
+            ctx.out.add(
+                f"{label}: productpage",
+                "fast, reviews shown",
+                f"{status} in {took:.2f} s",
+                status == 200 and not unavailable and took < 2.0,
+            )
 
 
 def fault_abort(ctx: Ctx) -> None:
-    """Fault injection, abort: HTTP 500 for ``end-user: jason`` at the declared percentage (its
-    confidence interval contains it; ``fault.aborts_injected`` agrees); others unaffected."""
+    """Fault injection, abort: for every request shape the ratings VirtualService distinguishes,
+    the abort rate's confidence interval contains the declared percentage (0 where no abort
+    applies) and ``fault.aborts_injected`` equals what the client saw."""
     lab = ctx.lab
     url = lab.url("ratings", "/ratings/0")
-    status, pct = _abort(lab)
-    n = 200
-    r = load(ctx, "ratings as jason", url, c=4, n=n, headers=(("end-user", "jason"),))
-    k = r.engine_result.codes.get(status, 0)
-    obs, verdict = proportion_check(k, n, pct / 100.0)
-    ctx.out.add("jason: abort rate", f"HTTP {status} for {pct:g} %", obs, verdict)
-    aborts = sum_http(r, "fault.aborts_injected")
-    ctx.out.add("jason: fault.aborts_injected", f"= client {status}s", f"+{aborts} vs {k}", aborts == k)
-    r = load(ctx, "ratings as alice", url, c=4, n=100, headers=(("end-user", "alice"),))
-    ctx.out.add("others: codes", "200 only", _codes(r.engine_result.codes), r.engine_result.codes.get(200, 0) == 100)
-
-
-def _abort(lab: Lab) -> tuple[int, float]:
-    for f in _route_faults(lab, "ratings"):
-        if f.abort is not None:
-            pct = f.abort.percentage.percent if f.abort.percentage is not None else 0.0
-            return int(f.abort.http_status), float(pct)
-    raise UsageError("the fault-abort scenario's YAML has no fault.abort on ratings")
+    for probe in decl.probes(lab.spec, "ratings"):
+        route = decl.declared_route(lab.spec, "ratings", "/ratings/0", probe)
+        fault = getattr(route, "fault", None)
+        abort = getattr(fault, "abort", None)
+        label = decl.probe_label(probe)
+        n = 200
+        r = load(ctx, f"ratings, {label}", url, c=4, n=n, headers=tuple(probe.items()))
+        codes = r.engine_result.codes
+        aborts = sum_http(r, "fault.aborts_injected")
+        if abort is None:
+            ctx.out.add(
+                f"{label}: codes",
+                "200 only (no abort)",
+                _codes(codes),
+                codes.get(200, 0) == n and aborts == 0,
+            )
+            continue
+        pct = abort.percentage.percent if abort.percentage is not None else 0.0
+        k = codes.get(abort.http_status, 0)
+        obs, verdict = proportion_check(k, n, pct / 100.0)
+        ctx.out.add(f"{label}: abort rate", f"HTTP {abort.http_status} for {pct:g} %", obs, verdict)
+        ctx.out.add(
+            f"{label}: fault.aborts_injected",
+            f"= client {abort.http_status}s",
+            f"+{aborts} vs {k}",
+            aborts == k,
+        )
 
 
 def mirror(ctx: Ctx) -> None:
@@ -387,19 +500,36 @@ def mirror(ctx: Ctx) -> None:
     r = load(ctx, "mirrored", url, c=2, n=n)
     time.sleep(0.5)  # the shadow is fire-and-forget: let the last mirrors land
     d = _settled_deltas(ctx, r, (v1, v2), n)
-    ctx.out.add("client", "v1's answers, all 200", _codes(r.engine_result.codes), r.engine_result.codes.get(200, 0) == n)
-    ctx.out.add("v1 cluster", f"{n} requests (the route)", f"upstream_rq_total +{stat(d, v1, 'upstream_rq_total')}",
-                stat(d, v1, "upstream_rq_total") == n)
-    ctx.out.add("v2 cluster", f"{n} mirrored requests (100 %)", f"upstream_rq_total +{stat(d, v2, 'upstream_rq_total')}",
-                stat(d, v2, "upstream_rq_total") == n)
+    ctx.out.add(
+        "client",
+        "v1's answers, all 200",
+        _codes(r.engine_result.codes),
+        r.engine_result.codes.get(200, 0) == n,
+    )
+    ctx.out.add(
+        "v1 cluster",
+        f"{n} requests (the route)",
+        f"upstream_rq_total +{stat(d, v1, 'upstream_rq_total')}",
+        stat(d, v1, "upstream_rq_total") == n,
+    )
+    ctx.out.add(
+        "v2 cluster",
+        f"{n} mirrored requests (100 %)",
+        f"upstream_rq_total +{stat(d, v2, 'upstream_rq_total')}",
+        stat(d, v2, "upstream_rq_total") == n,
+    )
     got = _wait_lines(logs, before + n, 5.0) - before
     ctx.out.add("v2 access log", f"{n} new lines", f"+{got}", got == n)
     # kill v2: the client must not notice
     for p in lab.upstreams("httpbin", "v2"):
         sv.stop([p])
     r = load(ctx, "mirror to a dead v2", url, c=2, n=n)
-    ctx.out.add("dead v2: client", "unaffected, all 200", _codes(r.engine_result.codes),
-                r.engine_result.codes.get(200, 0) == n)
+    ctx.out.add(
+        "dead v2: client",
+        "unaffected, all 200",
+        _codes(r.engine_result.codes),
+        r.engine_result.codes.get(200, 0) == n,
+    )
 
 
 def _lines(path: str) -> int:
@@ -437,7 +567,10 @@ def _settled_deltas(ctx: Ctx, r: RunResult, clusters: tuple[str, ...], n: int) -
             for cl in clusters:
                 b = first["Clusters"].get(cl, {})
                 a = now.clusters.get(cl, {})
-                out[cl] = {"upstream_rq_total": int(a.get("upstream_rq_total", 0)) - int(b.get("upstream_rq_total", 0))}
+                out[cl] = {
+                    "upstream_rq_total": int(a.get("upstream_rq_total", 0))
+                    - int(b.get("upstream_rq_total", 0))
+                }
             if all(out[cl]["upstream_rq_total"] >= n for cl in clusters):
                 return out
             time.sleep(0.1)
@@ -464,24 +597,44 @@ def outlier(ctx: Ctx) -> None:
     ej = stat(d, cl, "outlier_detection.ejections_enforced_total")
     c5 = stat(d, cl, "outlier_detection.ejections_enforced_consecutive_5xx")
     n5xx = sum(v for k, v in r.engine_result.codes.items() if k >= 500)
-    ctx.out.add("ejection", "consecutive5xxErrors 1: the failing replica is ejected",
-                f"ejections_enforced_total +{ej} (consecutive_5xx +{c5}); client 5xx {n5xx}", ej >= 1)
+    ctx.out.add(
+        "ejection",
+        "consecutive5xxErrors 1: the failing replica is ejected",
+        f"ejections_enforced_total +{ej} (consecutive_5xx +{c5}); client 5xx {n5xx}",
+        ej >= 1,
+    )
     ctx.out.add("before ejection", "at most a few 5xx reach the client", f"{n5xx} of 40", 1 <= n5xx <= 5)
     r = load(ctx, "after ejection", url, c=2, n=100, cluster=cl)
     d = deltas(r)
-    ctx.out.add("after ejection", "traffic on the healthy replica: all 200", _codes(r.engine_result.codes),
-                r.engine_result.codes.get(200, 0) == 100)
-    ctx.out.add("ejected host", "stays out for baseEjectionTime (30 s)",
-                f"ejections_active {stat(d, cl, 'outlier_detection.ejections_active')}",
-                stat(d, cl, "outlier_detection.ejections_active") >= 1)
+    ctx.out.add(
+        "after ejection",
+        "traffic on the healthy replica: all 200",
+        _codes(r.engine_result.codes),
+        r.engine_result.codes.get(200, 0) == 100,
+    )
+    ctx.out.add(
+        "ejected host",
+        "stays out for baseEjectionTime (30 s)",
+        f"ejections_active {stat(d, cl, 'outlier_detection.ejections_active')}",
+        stat(d, cl, "outlier_detection.ejections_active") >= 1,
+    )
 
 
 def _start_failing_server(port: int, log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "loadgen.serve", "-port", str(port), "-quiet",
-            "-default-params", "status=503"]
+    argv = [
+        sys.executable,
+        "-m",
+        "loadgen.serve",
+        "-port",
+        str(port),
+        "-quiet",
+        "-default-params",
+        "status=503",
+    ]
     with open(log, "wb") as fh:
-        p = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -522,8 +675,11 @@ class Scenario:
 
 PLAN: dict[str, Scenario] = {
     "circuit-breaker": Scenario("circuit-breaker", circuit_breaker, {"up": ("circuit-breaker.yaml",)}),
-    "routing": Scenario("routing", routing, {"up": ("routing-v1.yaml",), "jason": ("routing-jason.yaml",),
-                                             "80-20": ("routing-80-20.yaml",)}),
+    "routing": Scenario(
+        "routing",
+        routing,
+        {"up": ("routing-v1.yaml",), "jason": ("routing-jason.yaml",), "80-20": ("routing-80-20.yaml",)},
+    ),
     "fault-delay": Scenario("fault-delay", fault_delay, {"up": ("fault-delay.yaml",)}),
     "fault-abort": Scenario("fault-abort", fault_abort, {"up": ("fault-abort.yaml",)}),
     "mirror": Scenario("mirror", mirror, {"up": ("mirror.yaml",)}),
@@ -538,7 +694,7 @@ def packaged(names: tuple[str, ...]) -> Iterator[list[str]]:
     try:
         out = []
         for name in names:
-            text = resources.files("loadgen.lab").joinpath("scenarios", name).read_text()
+            text = resources.files("loadgen.lab").joinpath("scenarios").joinpath(name).read_text()
             p = tmp / name
             p.write_text(text)
             out.append(str(p))
@@ -547,8 +703,15 @@ def packaged(names: tuple[str, ...]) -> Iterator[list[str]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_scenario(name: str, *, engine: str = "", user_files: list[str] | None = None, keep: bool = False,
-                 verbose: bool = False, err: TextIO | None = None) -> Outcome:
+def run_scenario(
+    name: str,
+    *,
+    engine: str = "",
+    user_files: list[str] | None = None,
+    keep: bool = False,
+    verbose: bool = False,
+    err: TextIO | None = None,
+) -> Outcome:
     scn = PLAN[name]
     err = err or sys.stderr
     outcome = Outcome(name)
@@ -556,14 +719,22 @@ def run_scenario(name: str, *, engine: str = "", user_files: list[str] | None = 
     with contextlib.ExitStack() as stack:
         files: dict[str, list[str]] = {}
         for step, names in scn.files.items():
-            files[step] = list(user_files) if (user_files and step == "up") else stack.enter_context(packaged(names))
+            files[step] = (
+                list(user_files) if (user_files and step == "up") else stack.enter_context(packaged(names))
+            )
         if user_files:  # the user's YAML replaces the whole policy: no later steps re-apply ours
             files = {k: (list(user_files) if k == "up" else v) for k, v in files.items()}
-        err.write(f"loadgen lab run {name}: starting the lab ({', '.join(os.path.basename(f) for f in files['up'])})\n")
+        err.write(
+            f"loadgen lab run {name}: starting the lab "
+            f"({', '.join(os.path.basename(f) for f in files['up'])})\n"
+        )
         lab = Lab(files["up"], None, keep)
         try:
-            err.write(f"  Envoy admin {lab.state.admin_url}; services "
-                      + ", ".join(f"{h.split('.')[0]}={u}" for h, u in lab.state.services.items()) + "\n")
+            err.write(
+                f"  Envoy admin {lab.state.admin_url}; services "
+                + ", ".join(f"{h.split('.')[0]}={u}" for h, u in lab.state.services.items())
+                + "\n"
+            )
             scn.run(Ctx(lab=lab, engine=engine, err=err, out=outcome, verbose=verbose, files=files))
         finally:
             lab.close()
@@ -574,10 +745,18 @@ def run_scenario(name: str, *, engine: str = "", user_files: list[str] | None = 
 def run_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="loadgen lab run", add_help=True)
     p.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}, all")
-    p.add_argument("-f", "--f", dest="files", action="append", default=[],
-                   help="use this Istio YAML instead of the scenario's own (repeatable)")
+    p.add_argument(
+        "-f",
+        "--f",
+        dest="files",
+        action="append",
+        default=[],
+        help="use this Istio YAML instead of the scenario's own (repeatable)",
+    )
     p.add_argument("-engine", "--engine", default="", help="load engine: c (default) or py")
-    p.add_argument("-json", "--json", default="", help="write the verdicts (and runs) as JSON here ('-': stdout)")
+    p.add_argument(
+        "-json", "--json", default="", help="write the verdicts (and runs) as JSON here ('-': stdout)"
+    )
     p.add_argument("-keep", "--keep", action="store_true", help="leave the lab running afterwards")
     p.add_argument("-v", "--v", dest="verbose", action="store_true", help="print every load's report")
     try:
@@ -593,7 +772,9 @@ def run_main(argv: list[str]) -> int:
     outcomes = []
     for n in names:
         try:
-            o = run_scenario(n, engine=ns.engine, user_files=ns.files or None, keep=ns.keep, verbose=ns.verbose)
+            o = run_scenario(
+                n, engine=ns.engine, user_files=ns.files or None, keep=ns.keep, verbose=ns.verbose
+            )
         except LoadgenError:
             raise
         render_table(o, sys.stderr)

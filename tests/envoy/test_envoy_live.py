@@ -107,8 +107,10 @@ def test_snapshot_cost(cb_envoy: EnvoyProcess) -> None:
             c.snapshot(filter=None)
             full.append((time.perf_counter() - t) * 1000)
     med = statistics.median(ms)
-    print(f"\nsnapshot (filtered json): median {med:.2f} ms, max {max(ms):.2f} ms; "
-          f"unfiltered: median {statistics.median(full):.2f} ms")
+    print(
+        f"\nsnapshot (filtered json): median {med:.2f} ms, max {max(ms):.2f} ms; "
+        f"unfiltered: median {statistics.median(full):.2f} ms"
+    )
     assert "httpbin" in s.clusters and "upstream_rq_pending_overflow" in s.clusters["httpbin"]
     assert med < 500  # target is < 20 ms; generous bound for a noisy shared machine
 

@@ -22,9 +22,11 @@ def _read(name: str) -> str:
 
 
 def snaps(name: str) -> tuple[st.Snapshot, st.Snapshot, st.Snapshot]:
-    return (st.snapshot_from_text(_read(f"{name}.stats.txt")),
-            st.snapshot_from_json(_read(f"{name}.stats.json")),
-            st.snapshot_from_prometheus(_read(f"{name}.prometheus.txt")))
+    return (
+        st.snapshot_from_text(_read(f"{name}.stats.txt")),
+        st.snapshot_from_json(_read(f"{name}.stats.json")),
+        st.snapshot_from_prometheus(_read(f"{name}.prometheus.txt")),
+    )
 
 
 def client(name: str) -> dict[str, dict[str, dict[str, int]]]:
@@ -62,8 +64,9 @@ def test_cb_capture_matches_what_the_client_saw() -> None:
     cl = client("cb")
     ov = cl["/get"]["overloaded"].get("503", 0)
     assert ov == cl["/get"]["codes"].get("503", 0)
-    rejections = (text.get("httpbin", "upstream_rq_pending_overflow")
-                  + text.get("httpbin", "upstream_rq_active_overflow"))
+    rejections = text.get("httpbin", "upstream_rq_pending_overflow") + text.get(
+        "httpbin", "upstream_rq_active_overflow"
+    )
     assert rejections == ov
     # 503s counted by the cluster: the overflows plus the upstream's /status/503 (fault aborts never reach it)
     assert text.get("httpbin", "upstream_rq_503") == ov + cl["/status/503"]["codes"]["503"]
@@ -113,8 +116,11 @@ def test_split_without_anchor_uses_the_stat_catalogue() -> None:
         "server.uptime": 7,
     }
     s = st.snapshot_from_flat(flat)
-    assert s.clusters[V1] == {"upstream_rq_pending_overflow": 3, "circuit_breakers.default.rq_open": 1,
-                              "external.upstream_rq_503": 2}
+    assert s.clusters[V1] == {
+        "upstream_rq_pending_overflow": 3,
+        "circuit_breakers.default.rq_open": 1,
+        "external.upstream_rq_503": 2,
+    }
     assert s.clusters[V2] == {"upstream_rq_active_overflow": 4}
     assert s.clusters["a"] == {"b.c.some_future_stat": 9}  # unknown: Envoy's own first-dot rule
     assert s.get_http("outbound_0.0.0.0_8000", "fault.delays_injected") == 5
@@ -127,13 +133,27 @@ def test_anchor_beats_catalogue_for_unknown_stats_of_dotted_clusters() -> None:
 
 
 def test_delta_counters_gauges_and_missing_counters() -> None:
-    b = st.snapshot_from_flat({"cluster.x.membership_total": 1, "cluster.x.upstream_rq_pending_overflow": 2,
-                               "cluster.x.upstream_cx_active": 5, "cluster.y.membership_total": 1},
-                              wall=1.0, mono=10.0)
-    a = st.snapshot_from_flat({"cluster.x.membership_total": 1, "cluster.x.upstream_rq_pending_overflow": 9,
-                               "cluster.x.upstream_rq_503": 7,  # created during the run
-                               "cluster.x.upstream_cx_active": 1, "cluster.y.membership_total": 1},
-                              wall=2.5, mono=11.5)
+    b = st.snapshot_from_flat(
+        {
+            "cluster.x.membership_total": 1,
+            "cluster.x.upstream_rq_pending_overflow": 2,
+            "cluster.x.upstream_cx_active": 5,
+            "cluster.y.membership_total": 1,
+        },
+        wall=1.0,
+        mono=10.0,
+    )
+    a = st.snapshot_from_flat(
+        {
+            "cluster.x.membership_total": 1,
+            "cluster.x.upstream_rq_pending_overflow": 9,
+            "cluster.x.upstream_rq_503": 7,  # created during the run
+            "cluster.x.upstream_cx_active": 1,
+            "cluster.y.membership_total": 1,
+        },
+        wall=2.5,
+        mono=11.5,
+    )
     d = st.delta(b, a)
     assert d.get("x", "upstream_rq_pending_overflow") == 7
     assert d.get("x", "upstream_rq_503") == 7
@@ -152,12 +172,18 @@ def test_catalogue_kinds_and_names() -> None:
     assert catalogue.BY_NAME[("http", "fault.aborts_injected")].kind == "counter"
     # every catalogue cluster stat exists in real Envoy 1.40 output (cb has track_remaining and a 503)
     text = st.snapshot_from_text(_read("cb.stats.txt"))
-    missing = [s.name for s in catalogue.CLUSTER_CATALOGUE
-               if s.name not in text.clusters["httpbin"] and not s.name.startswith("outlier_detection.")]
+    missing = [
+        s.name
+        for s in catalogue.CLUSTER_CATALOGUE
+        if s.name not in text.clusters["httpbin"] and not s.name.startswith("outlier_detection.")
+    ]
     assert missing == []
     istio = st.snapshot_from_text(_read("istio.stats.txt"))
-    assert [s.name for s in catalogue.CLUSTER_CATALOGUE
-            if s.name.startswith("outlier_detection.") and s.name not in istio.clusters[V1]] == []
+    assert [
+        s.name
+        for s in catalogue.CLUSTER_CATALOGUE
+        if s.name.startswith("outlier_detection.") and s.name not in istio.clusters[V1]
+    ] == []
 
 
 def test_bad_input_errors() -> None:

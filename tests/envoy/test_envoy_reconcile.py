@@ -10,16 +10,20 @@ def cl(**stats: int) -> dict[str, dict[str, int]]:
 
 
 def test_exact_pending_overflow() -> None:
-    v = reconcile(ClientView({200: 19, 503: 11}, {503: 11}),
-                  cl(upstream_rq_pending_overflow=11, upstream_rq_503=11, upstream_cx_overflow=17))
+    v = reconcile(
+        ClientView({200: 19, 503: 11}, {503: 11}),
+        cl(upstream_rq_pending_overflow=11, upstream_rq_503=11, upstream_cx_overflow=17),
+    )
     assert v.status == "exact"
     assert v.sentence == "11 of 11 503s are circuit-breaker rejections (pending overflow +11)"
     assert (v.rejections, v.cx_overflow, v.unexplained_503) == (11, 17, 0)
 
 
 def test_active_overflow_counts_as_rejection_and_sums_clusters() -> None:
-    deltas = {"a": {"upstream_rq_active_overflow": 9, "upstream_rq_503": 9},
-              "b": {"upstream_rq_pending_overflow": 4, "upstream_rq_503": 4}}
+    deltas = {
+        "a": {"upstream_rq_active_overflow": 9, "upstream_rq_503": 9},
+        "b": {"upstream_rq_pending_overflow": 4, "upstream_rq_503": 4},
+    }
     v = reconcile(ClientView({503: 13}, {503: 13}), deltas)
     assert v.status == "exact"
     assert "pending overflow +4, active overflow +9" in v.sentence
@@ -30,8 +34,9 @@ def test_upstream_503s_are_explained_but_not_called_overflow() -> None:
     v = reconcile(ClientView({503: 14}, {503: 11}), cl(upstream_rq_pending_overflow=11, upstream_rq_503=14))
     assert v.status == "exact"
     assert v.router_503_not_overflow == 3
-    assert v.sentence.startswith("11 of 14 503s are circuit-breaker rejections (pending overflow +11); "
-                                 "3 other: upstream returned 503")
+    assert v.sentence.startswith(
+        "11 of 14 503s are circuit-breaker rejections (pending overflow +11); 3 other: upstream returned 503"
+    )
 
 
 def test_fault_aborts_explain_plain_503s() -> None:
@@ -61,8 +66,10 @@ def test_in_flight_requests_give_tolerance_not_a_pass() -> None:
     v = reconcile(view, cl(upstream_rq_pending_overflow=11, upstream_rq_503=11))
     assert v.status == "within_tolerance"
     assert "still in flight" in v.reason
-    v = reconcile(ClientView({503: 9}, {503: 9}, in_flight_at_end=1),
-                  cl(upstream_rq_pending_overflow=11, upstream_rq_503=11))
+    v = reconcile(
+        ClientView({503: 9}, {503: 9}, in_flight_at_end=1),
+        cl(upstream_rq_pending_overflow=11, upstream_rq_503=11),
+    )
     assert v.status == "unexplained"
 
 

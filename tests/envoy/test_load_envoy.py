@@ -37,17 +37,42 @@ def test_load_reconciles_overflow_503s(cb_envoy: EnvoyProcess, engine: str) -> N
     url = f"http://127.0.0.1:{cb_envoy.port('ingress')}/get"
     for _ in range(2):
         proc = subprocess.run(
-            [sys.executable, "-m", "loadgen", "load", "-engine", engine, "-c", "3", "-qps", "0", "-n", "30",
-             "-envoy-admin", cb_envoy.admin_url, "-envoy-cluster", "^httpbin$", "-stats-interval", "100ms",
-             "-json", "-", url],
-            capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "loadgen",
+                "load",
+                "-engine",
+                engine,
+                "-c",
+                "3",
+                "-qps",
+                "0",
+                "-n",
+                "30",
+                "-envoy-admin",
+                cb_envoy.admin_url,
+                "-envoy-cluster",
+                "^httpbin$",
+                "-stats-interval",
+                "100ms",
+                "-json",
+                "-",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         data = json.loads(proc.stdout)
         codes = {int(k): v for k, v in data["RetCodes"].items()}
         assert sum(codes.values()) == 30 and set(codes) <= {200, 503}, codes
         env = data["Loadgen"]["Envoy"]
         deltas = env["Deltas"]["httpbin"]
-        overflow = deltas.get("upstream_rq_pending_overflow", 0) + deltas.get("upstream_rq_active_overflow", 0)
+        overflow = deltas.get("upstream_rq_pending_overflow", 0) + deltas.get(
+            "upstream_rq_active_overflow", 0
+        )
         assert codes.get(503, 0) == overflow
         assert data["Loadgen"]["Overloaded"].get("503", 0) == codes.get(503, 0)
         assert env["Verdict"]["Status"] == "exact", env["Verdict"]
