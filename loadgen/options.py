@@ -51,6 +51,12 @@ class LoadOptions:
     envoy_cluster: str = ""
     stats_interval_s: float = 1.0
     report_path: str = ""
+    # --- k8s hook (loadgen.k8s): -kubeconfig, -context, -via, -keep ---
+    kubeconfig: str = ""
+    context: str = ""
+    via: str = ""
+    keep: bool = False
+    # --- end k8s hook ---
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -142,4 +148,16 @@ LOAD_FLAGS: tuple[Flag, ...] = (
         "stats-interval", "stats_interval_s", "duration", "1s", "Envoy stats snapshot interval during the run"
     ),
     Flag("report", "report_path", "str", "", "Also write a self-contained HTML (or .md) report of this run"),
+    # --- k8s hook (loadgen.k8s) ---
+    Flag("kubeconfig", "kubeconfig", "str", "", "Kubeconfig file for k8s://, exec:// and job:// (default: usual)"),
+    Flag("context", "context", "str", "", "Kubeconfig context to use (default: the current one)"),
+    Flag(
+        "via",
+        "via",
+        "str",
+        "",
+        "Run the load elsewhere: exec://NS/(pod|deploy)/NAME[?container=C] or job://NS?replicas=N&image=I",
+    ),
+    Flag("keep", "keep", "bool", "false", "With -via job://: keep the Job after the run"),
+    # --- end k8s hook ---
 )

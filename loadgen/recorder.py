@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,26 @@ def hdr_layout() -> tuple[int, int, int, int]:
         int(h.sub_bucket_half_count_magnitude),
         int(h.sub_bucket_mask),
     )
+
+
+_NONZERO = re.compile(rb"[^\x00]+")
+
+
+def nonzero_counts(counts: Any) -> list[tuple[int, int]]:
+    """[(index, count)] of the non-zero entries of a native uint64 counts array, ascending.
+
+    Scans the raw bytes with a C-speed regex instead of walking ~23,000 counters in Python.
+    """
+    data = bytes(memoryview(counts).cast("B"))
+    q = memoryview(data).cast("Q")
+    out: list[tuple[int, int]] = []
+    last = -1
+    for m in _NONZERO.finditer(data):
+        for i in range(m.start() // 8, (m.end() - 1) // 8 + 1):
+            if i != last and q[i]:
+                out.append((i, int(q[i])))
+                last = i
+    return out
 
 
 @dataclass
@@ -93,15 +114,9 @@ class Recorder:
         if src.nbytes != ctypes.sizeof(other.counts):
             raise ValueError(f"counts array has {src.nbytes} bytes, expected {ctypes.sizeof(other.counts)}")
         ctypes.memmove(ctypes.addressof(other.counts), bytes(src), src.nbytes)
-        view = memoryview(other.counts).cast("B").cast("Q")
-        lo, hi, total = -1, -1, 0
-        for i, c in enumerate(view):
-            if c:
-                total += c
-                hi = i
-                if lo < 0:
-                    lo = i
-        other.set_internal_tacking_values(lo, hi, total)
+        nz = nonzero_counts(other.counts)
+        total = sum(c for _, c in nz)
+        other.set_internal_tacking_values(nz[0][0] if nz else -1, nz[-1][0] if nz else -1, total)
         self.hdr.add(other)
         self._merge_stats(count, vmin, vmax, vsum, vsumsq)
 
@@ -188,11 +203,16 @@ class Recorder:
         The value is the bucket's median-equivalent value scaled back to the recorded unit and
         clamped to [min, max]; used to re-bin into fortio's fixed bucket table.
         """
+        # The same values as hdrh's get_recorded_iterator() (value_iterated_to is the highest
+        # equivalent value of the bucket's lowest value), visiting only the non-zero counts: the
+        # iterator walks every sub-bucket in Python (~0.1 s per histogram, several per run).
         out: list[tuple[int, int]] = []
-        for item in self.hdr.get_recorded_iterator():
-            v = int(self.hdr._hdr_median_equiv_value(item.value_iterated_to)) * self.hdr_divisor
+        h = self.hdr
+        for i, n in nonzero_counts(h.counts):
+            value_iterated_to = h.get_highest_equivalent_value(h.get_value_from_index(i))
+            v = int(h._hdr_median_equiv_value(value_iterated_to)) * self.hdr_divisor
             v = min(max(v, self.min), self.max)
-            out.append((v, int(item.count_at_value_iterated_to)))
+            out.append((v, n))
         return out
 
 

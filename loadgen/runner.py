@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol, TextIO
@@ -49,6 +49,12 @@ class Prepared:
     cfg: EngineConfig
     plan: schedule.Plan
     warnings: list[str] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)  # k8s hook: relays to stop
+
+    def close(self) -> None:
+        for c in self.closers:
+            c()
+        self.closers.clear()
 
 
 def _check_writable(path: str, what: str) -> None:
@@ -65,7 +71,16 @@ def _check_writable(path: str, what: str) -> None:
 
 def prepare(opts: LoadOptions) -> Prepared:
     """Validate and resolve everything that can fail before the run starts (exit 2 errors)."""
-    target = parse_url(opts.url)
+    # --- k8s hook: a k8s:// target is sent to a local port-forward relay with the in-cluster Host ---
+    relay = None
+    k8s_warnings: list[str] = []
+    if opts.url.startswith("k8s://") and not opts.via:
+        from loadgen.k8s.hooks import forward_target
+
+        target, relay, k8s_warnings = forward_target(opts)
+    else:
+        target = parse_url(opts.url)
+    # --- end k8s hook ---
     name, warn = engines.choose(opts.engine, target.scheme, h2=opts.h2, stdclient=opts.stdclient)
     _check_writable(opts.json_path, "-json file")
     _check_writable(opts.hdr_out, "-hdr-out file")
@@ -73,7 +88,7 @@ def prepare(opts: LoadOptions) -> Prepared:
     _check_writable(opts.report_path, "-report file")
     if opts.auto_save and not os.path.isdir(opts.data_dir):
         raise UsageError(f"-data-dir {opts.data_dir!r} does not exist")
-    ip = resolve(target)
+    ip = resolve(target) if relay is None else "127.0.0.1"
     request = build_request(opts, target)
     pl = schedule.plan(opts.connections, opts.qps, opts.duration_s, opts.exactly, opts.uniform)
     threads = opts.threads or min(os.cpu_count() or 1, pl.connections)
@@ -81,7 +96,7 @@ def prepare(opts: LoadOptions) -> Prepared:
     method = method_of(opts)
     cfg = EngineConfig(
         host=ip,
-        port=target.port,
+        port=target.port if relay is None else relay.port,
         request=request,
         head=method == "HEAD",
         connections=pl.connections,
@@ -104,13 +119,22 @@ def prepare(opts: LoadOptions) -> Prepared:
         method=method,
         body=opts.payload,
     )
-    warnings = [warn] if warn else []
+    warnings = ([warn] if warn else []) + k8s_warnings
     if pl.lowered_from:
         warnings.append(
             f"Lowering number of threads - total call {pl.total} -> lowering from "
             f"{pl.lowered_from} to {pl.connections} threads"
         )
-    return Prepared(opts=opts, target=target, engine=name, ip=ip, cfg=cfg, plan=pl, warnings=warnings)
+    return Prepared(
+        opts=opts,
+        target=target,
+        engine=name,
+        ip=ip,
+        cfg=cfg,
+        plan=pl,
+        warnings=warnings,
+        closers=[relay.close] if relay is not None else [],
+    )
 
 
 class _Signals:
@@ -233,14 +257,38 @@ def execute(
     """Run the load described by ``opts``: report on ``err``, JSON where asked.
 
     Returns ``(result, exit code)``."""
-    from loadgen import report_text  # local: keeps `import loadgen.runner` light for the API
-
     err = err or sys.stderr
     out = out or sys.stdout
+    if opts.via:  # k8s hook: -via exec://… / job://… runs the load in the cluster
+        from loadgen.k8s.hooks import run_via
+
+        return run_via(opts, err=err, out=out, observers=list(observers or []))
     prep = prepare(opts)
+    try:
+        return _execute_prepared(prep, err, out, observers, progress)
+    finally:
+        prep.close()
+
+
+def _execute_prepared(
+    prep: Prepared,
+    err: TextIO,
+    out: TextIO,
+    observers: list[RunObserver] | None,
+    progress: bool | None,
+) -> tuple[RunResult, int]:
+    from loadgen import report_text  # local: keeps `import loadgen.runner` light for the API
+
+    opts = prep.opts
     observers = list(observers or [])
     envoy_obs = None
-    if opts.envoy_admin:
+    if opts.envoy_admin.startswith(("exec://", "k8s://")):  # k8s hook: a sidecar's admin
+        from loadgen.k8s.hooks import envoy_observer
+
+        envoy_obs, close_admin = envoy_observer(opts)
+        prep.closers.append(close_admin)
+        observers.append(envoy_obs)
+    elif opts.envoy_admin:
         from loadgen.envoy.observer import EnvoyObserver
 
         envoy_obs = EnvoyObserver(opts.envoy_admin, opts.envoy_cluster, opts.stats_interval_s)

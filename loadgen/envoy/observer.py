@@ -43,11 +43,17 @@ class EnvoyObserver:
     """Envoy admin stats around one run. See the module docstring."""
 
     def __init__(
-        self, admin_url: str, cluster_regex: str = "", interval_s: float = 1.0, timeout_s: float = 2.0
+        self,
+        admin_url: str,
+        cluster_regex: str = "",
+        interval_s: float = 1.0,
+        timeout_s: float = 2.0,
+        client: AdminClient | None = None,
     ) -> None:
         if interval_s <= 0:
             raise UsageError(f"-stats-interval must be > 0, got {interval_s}")
-        self.client = AdminClient(admin_url, timeout_s=timeout_s)
+        # k8s seam: ``client`` may be any AdminClient (e.g. loadgen.k8s.sidecar's exec/port-forward ones)
+        self.client = client if client is not None else AdminClient(admin_url, timeout_s=timeout_s)
         self.admin_url = self.client.url
         self.cluster_regex = cluster_regex
         self._rx = st.compile_regex(cluster_regex)

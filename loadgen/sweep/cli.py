@@ -165,8 +165,6 @@ def _variants(files: list[str], target: PolicyTarget | None) -> list[Variant]:
     if not files:
         current = getattr(target, "current_policy", None)
         return [Variant("current", (), current() if callable(current) else "")]
-    if target is None:
-        raise UsageError("sweep: -variant needs a place to apply it: -lab")
     out: list[Variant] = []
     for f in files:
         try:
@@ -181,6 +179,8 @@ def _variants(files: list[str], target: PolicyTarget | None) -> list[Variant]:
                 f"sweep: two -variant files are named {name!r}; variant names come from file stems"
             )
         out.append(Variant(name, (f,), text))
+    if target is None:
+        raise UsageError("sweep: -variant needs a place to apply it: -lab")
     check = getattr(target, "check", None)
     if callable(check):
         for v in out:

@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from loadgen.options import LoadOptions
 from loadgen.policy import PolicyTarget
-from loadgen.results import RunResult, write_json_atomic
+from loadgen.results import RunResult
 from loadgen.sweep.spec import SLO, fmt_qps
 
 SLO_TOLERANCE = 0.05  # stop bisecting when (hi - lo) / hi < 5 %
@@ -247,27 +247,33 @@ class Sweep:
 
         t0 = time.monotonic()
         index = len(self.outcome.steps) + 1
-        opts = dataclasses.replace(self.base, connections=c, qps=q, labels=self._labels(v, c, q, phase))
-        sink = io.StringIO()
-        result, _ = execute(opts, err=sink, out=io.StringIO(), progress=False)
-        result.extra = {
-            **result.extra,
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name)
+        name = f"{index:03d}-{slug}-c{c}-qps{fmt_qps(q)}{'-' + phase if phase != 'grid' else ''}.json"
+        path = os.path.join(self.out_dir, name)
+        extra = {
             "Variant": v.name,
             "Policy": v.policy,
             "Sweep": {"Step": index, "Phase": phase, "Concurrency": c, "QPS": q},
         }
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", v.name)
-        name = f"{index:03d}-{slug}-c{c}-qps{fmt_qps(q)}{'-' + phase if phase != 'grid' else ''}.json"
-        path = os.path.join(self.out_dir, name)
-        write_json_atomic(path, result.to_json())
+        # the runner writes the JSON (-json): the Extra goes in through an observer, before it does
+        opts = dataclasses.replace(
+            self.base, connections=c, qps=q, labels=self._labels(v, c, q, phase), json_path=path
+        )
+        result, _ = execute(
+            opts, err=io.StringIO(), out=io.StringIO(), observers=[_Extra(extra)], progress=False
+        )
         engine_s = result.engine_result.elapsed_ns / 1e9
         step = Step(index, v.name, c, q, phase, result, path, time.monotonic() - t0, engine_s)
         if self.slo is not None:
             step.slo = self.slo.check(result)
         self.outcome.steps.append(step)
+        self._say(_step_line(step))
         if step.interrupted:
             self._stop = True
-        self._say(_step_line(step))
+            self._say(
+                "Interrupted: this run was stopped early (its partial result is saved); "
+                "stopping the sweep, the policy will be restored"
+            )
         return step
 
     # --- the SLO search --------------------------------------------------------------------
@@ -325,6 +331,22 @@ class Sweep:
         width = (hi - lo) / hi if hi > 0 else math.inf
         state = "interrupted" if self._stop else ("converged" if width < SLO_TOLERANCE else "step limit")
         search.note = f"{probes} probes, bracket [{lo:g}, {hi:g}] qps ({width:.1%} wide), {state}"
+
+
+class _Extra:
+    """A :class:`~loadgen.runner.RunObserver` that puts the sweep's ``Loadgen.Extra`` on the result."""
+
+    def __init__(self, extra: dict[str, Any]) -> None:
+        self.extra = extra
+
+    def before(self) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def after(self, result: RunResult) -> None:
+        result.extra = {**result.extra, **self.extra}
 
 
 def _step_line(s: Step) -> str:

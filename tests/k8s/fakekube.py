@@ -192,7 +192,9 @@ class FakeKube:
     def stop(self) -> None:
         for p in list(self.pods.values()):
             self._kill(p)
-        if self._loop is not None:
+        if self._loop is not None and self._runner is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._runner.shutdown(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
@@ -408,7 +410,7 @@ class FakeKube:
                 continue
             writers.append(w)
             pumps.append(asyncio.create_task(pump(i, r)))
-        done = asyncio.gather(*pumps)
+        done = asyncio.gather(*pumps, return_exceptions=True)
         done.add_done_callback(lambda _: asyncio.ensure_future(ws.close()))
         if not pumps:
             await ws.close()
