@@ -242,7 +242,8 @@ def main() -> int:
             say(
                 f"| {name} | {median(rows[name], 'rps'):,.0f} | {median(rows[name], 'us_per_req'):.2f} | "
                 f"{median(rows[name], 'user_us'):.2f} | {median(rows[name], 'sys_us'):.2f} | "
-                f"{statistics.median(r.get('raw_us', r['us_per_req']) for r in rows[name]):.2f} | {ratio:.2f} |"
+                f"{statistics.median(r.get('raw_us', r['us_per_req']) for r in rows[name]):.2f} | "
+                f"{ratio:.2f} |"
             )
         say("")
         # the pure-Python engine, for the record (shorter run)
