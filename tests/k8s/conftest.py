@@ -94,6 +94,7 @@ def serve() -> Iterator[int]:
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
+    proc.stdout.close()
 
 
 @pytest.fixture(scope="session")
