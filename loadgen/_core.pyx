@@ -933,6 +933,57 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
                     return R_BAD
 
 
+def _fuzz_parse(bytes data, bint head=False, int split=0):
+    """TEST-ONLY entry point (fuzzing, differential tests): run the engine's response parser
+    (:func:`parse`, the same C code the epoll loop uses) over ``data`` without sockets.
+
+    ``data`` is fed in pieces of ``split`` bytes (0 or more than the engine's 64 KiB read buffer:
+    pieces of 64 KiB), as successive reads would deliver it. Returns ``(status, code, hbytes, consumed, close_delimited, keep)``: ``status`` is
+    "done" (a complete response; ``consumed`` bytes of ``data`` belong to it), "more" (incomplete:
+    for a close-delimited body that is the end once the peer closes) or "bad" (malformed);
+    ``close_delimited`` says the body ends at close; ``keep`` whether the engine would reuse the
+    connection after a complete response (before the keep-alive/non-OK policy). Not part of the
+    engine API; nothing outside ``tests/`` calls it.
+    """
+    cdef Shared sh
+    cdef TState* t = <TState*>calloc(1, sizeof(TState))
+    cdef Conn* c = <Conn*>calloc(1, sizeof(Conn))
+    cdef const char* p = data
+    cdef size_t n = len(data)
+    cdef size_t off = 0
+    cdef size_t step
+    cdef int r = R_MORE
+    if t == NULL or c == NULL:
+        free(t)
+        free(c)
+        raise MemoryError()
+    memset(&sh, 0, sizeof(sh))
+    t.sh = &sh
+    t.head = head
+    c.fd = -1
+    reset_parse(c)
+    try:
+        if n == 0:
+            r = parse(t, c, p, 0)
+        while off < n:
+            # pieces of at most RBUF bytes, as recv() delivers them in the engine
+            step = <size_t>split if 0 < split < RBUF else RBUF
+            if step > n - off:
+                step = n - off
+            r = parse(t, c, p + off, step)
+            off += step
+            if r != R_MORE:
+                off -= c.leftover if r == R_DONE else 0
+                break
+        status = "done" if r == R_DONE else "bad" if r == R_BAD else "more"
+        keep = (r == R_DONE and not (c.hclose or (c.http10 and not c.hkeep) or c.pst == P_BODY_CLOSE))
+        return (status, c.code, c.hbytes, off, c.pst == P_BODY_CLOSE, bool(keep))
+    finally:
+        free(c.hbuf)
+        free(c)
+        free(t)
+
+
 cdef void do_read(TState* t, Conn* c, int ci) noexcept nogil:
     cdef ssize_t n
     cdef int r

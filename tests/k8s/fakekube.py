@@ -181,6 +181,7 @@ class FakeKube:
             loop.run_until_complete(go())
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
+            loop.run_until_complete(asyncio.sleep(0.1))  # let closed transports finish closing
             loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True, name="fakekube")
@@ -414,18 +415,20 @@ class FakeKube:
         done.add_done_callback(lambda _: asyncio.ensure_future(ws.close()))
         if not pumps:
             await ws.close()
-        async for msg in ws:
-            if msg.type == WSMsgType.BINARY and msg.data and msg.data[0] % 2 == 0:
-                if number in self.drop_streams:  # fault: the stream dies with a request in flight
-                    break
-                idx = msg.data[0] // 2
-                w = writers[idx] if idx < len(writers) else None
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY and msg.data and msg.data[0] % 2 == 0:
+                    if number in self.drop_streams:  # fault: the stream dies with a request in flight
+                        break
+                    idx = msg.data[0] // 2
+                    w = writers[idx] if idx < len(writers) else None
+                    if w is not None:
+                        w.write(msg.data[1:])
+                        await w.drain()
+        finally:
+            for w in writers:
                 if w is not None:
-                    w.write(msg.data[1:])
-                    await w.drain()
-        for w in writers:
-            if w is not None:
-                w.close()
+                    w.transport.abort()
         for t in pumps:
             t.cancel()
         await ws.close()
