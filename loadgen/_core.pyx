@@ -80,6 +80,7 @@ cdef enum:  # parser states
     P_CH_DATA_CR = 7
     P_CH_DATA_LF = 8
     P_CH_TRAILER = 9
+    P_CH_SIZE_WS = 10   # whitespace after the chunk size: only more of it, ';' or (CR)LF may follow
 
 cdef enum:  # parse results
     R_MORE = 0
@@ -621,16 +622,6 @@ cdef inline int lower(int ch) noexcept nogil:
     return ch
 
 
-cdef int contains_ci(const char* p, size_t n, const char* word, size_t wn) noexcept nogil:
-    cdef size_t i
-    if n < wn:
-        return 0
-    for i in range(n - wn + 1):
-        if strncasecmp(p + i, word, wn) == 0:
-            return 1
-    return 0
-
-
 cdef int last_token_is(const char* p, size_t n, const char* word, size_t wn) noexcept nogil:
     """Whether the last comma-separated token of p[0:n] is ``word`` (case-insensitive)."""
     cdef size_t s = n
@@ -642,6 +633,42 @@ cdef int last_token_is(const char* p, size_t n, const char* word, size_t wn) noe
     while e > s and (p[e - 1] == 32 or p[e - 1] == 9):
         e -= 1
     return e - s == wn and strncasecmp(p + s, word, wn) == 0
+
+
+cdef int has_token_ci(const char* p, size_t n, const char* word, size_t wn) noexcept nogil:
+    """Whether one comma-separated token of p[0:n] (OWS trimmed) is ``word`` (case-insensitive).
+
+    Tokens, not substrings: ``Connection: closed`` is not ``close`` (the Python engine and h11
+    agree; found by tests/robust/test_differential.py)."""
+    cdef size_t s = 0
+    cdef size_t e
+    cdef size_t a
+    cdef size_t b
+    while s <= n:
+        e = s
+        while e < n and p[e] != 44:
+            e += 1
+        a = s
+        b = e
+        while a < b and (p[a] == 32 or p[a] == 9):
+            a += 1
+        while b > a and (p[b - 1] == 32 or p[b - 1] == 9):
+            b -= 1
+        if b - a == wn and strncasecmp(p + a, word, wn) == 0:
+            return 1
+        s = e + 1
+    return 0
+
+
+cdef inline int bad_start(const char* p, size_t n) noexcept nogil:
+    """Whether the first bytes of a header block cannot begin ``HTTP/``: an HTTP/0.9-style reply
+    (a body without a status line) is malformed at once instead of waiting for a blank line that
+    never comes (tests/robust/test_hostile.py::test_http09_reply)."""
+    cdef size_t i
+    for i in range(n if n < 5 else 5):
+        if p[i] != b"HTTP/"[i]:
+            return 1
+    return 0
 
 
 cdef int64_t find_head_end(const char* p, size_t n, size_t start) noexcept nogil:
@@ -746,9 +773,9 @@ cdef int parse_head(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
             c.have_te = 1
             c.chunked = last_token_is(line + vs, ve - vs, b"chunked", 7)
         elif colon == 10 and strncasecmp(line, b"connection", 10) == 0:
-            if contains_ci(line + vs, ve - vs, b"close", 5):
+            if has_token_ci(line + vs, ve - vs, b"close", 5):
                 c.hclose = 1
-            if contains_ci(line + vs, ve - vs, b"keep-alive", 10):
+            if has_token_ci(line + vs, ve - vs, b"keep-alive", 10):
                 c.hkeep = 1
         elif colon == 18 and strncasecmp(line, b"x-envoy-overloaded", 18) == 0:
             c.overloaded = 1
@@ -802,6 +829,8 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
             if n == 0:
                 return R_MORE
             if c.hlen == 0:
+                if bad_start(p, n):
+                    return R_BAD
                 e = find_head_end(p, n, 0)
                 if e >= 0:
                     if parse_head(t, c, p, <size_t>e) < 0:
@@ -831,6 +860,8 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
             memcpy(c.hbuf + c.hlen, p, take)
             old = c.hlen
             c.hlen += take
+            if old < 5 and bad_start(c.hbuf, c.hlen):
+                return R_BAD
             e = find_head_end(c.hbuf, c.hlen, old - 2 if old >= 2 else 0)
             if e < 0:
                 if c.hlen > HDR_MAX:
@@ -883,8 +914,10 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
                 c.ch_digits += 1
             elif c.ch_digits == 0:
                 return R_BAD
-            elif ch == 59 or ch == 32 or ch == 9:  # ';' extension, or whitespace before it
+            elif ch == 59:  # ';' extension
                 c.pst = P_CH_EXT
+            elif ch == 32 or ch == 9:  # whitespace: only before ';' or the line end
+                c.pst = P_CH_SIZE_WS
             elif ch == 13:
                 c.pst = P_CH_SIZE_LF
             elif ch == 10:
@@ -892,6 +925,19 @@ cdef int parse(TState* t, Conn* c, const char* p, size_t n) noexcept nogil:
                 p -= 1
                 n += 1
             else:
+                return R_BAD
+        elif c.pst == P_CH_SIZE_WS:
+            # "5 junk" used to be taken as an extension; RFC 9112 §7.1.1 allows only BWS ";"
+            # (tests/robust/test_differential.py)
+            if ch == 59:
+                c.pst = P_CH_EXT
+            elif ch == 13:
+                c.pst = P_CH_SIZE_LF
+            elif ch == 10:
+                c.pst = P_CH_SIZE_LF
+                p -= 1
+                n += 1
+            elif ch != 32 and ch != 9:
                 return R_BAD
         elif c.pst == P_CH_EXT:
             if ch == 10:

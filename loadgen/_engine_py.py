@@ -27,6 +27,7 @@ import ipaddress
 import json
 import math
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ from loadgen.schedule import next_slot, period_s, slot_time
 __all__ = ["Outcome", "Run", "start", "validate"]
 
 MAX_HEAD = 1 << 20  # a header block over 1 MiB is malformed
+MAX_CL_DIGITS = 18  # a longer Content-Length is malformed (the C parser's int64 bound)
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line ending a header block (bare LF allowed)
+_STATUS = re.compile(rb"HTTP/[0-9]\.[0-9] ([1-9][0-9][0-9])(?: .*)?", re.DOTALL)
+# a chunk-size line: 1-15 hex digits, optional whitespace, optional ;extension, (CR)LF
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\n]*|\r?)\n")
 READ_CHUNK = 65536
 NS = 1_000_000_000
 
@@ -114,6 +120,32 @@ class _Wire:
             if not await self.fill():
                 raise self.error("eof")
 
+    async def take_head(self, limit: int) -> bytes:
+        """Consume and return one header block, up to its blank line (``\n\n`` or ``\n\r\n``:
+        RFC 9112 §2.2 lets a recipient accept a bare LF, and the C parser does).
+
+        Bytes that cannot start a status line (not a prefix of ``HTTP/``) are ``malformed`` at
+        once: an HTTP/0.9-style reply (a body without a status line) fails fast instead of
+        waiting for a blank line that never comes (robustness suite: ``test_http09_reply``).
+        """
+        start = 0
+        while True:
+            if self.buf[:5] != b"HTTP/"[: len(self.buf)]:
+                raise self.error("malformed")
+            m = _HEAD_END.search(self.buf, start)
+            if m is not None:
+                end = m.end()
+                if end > limit:
+                    raise self.error("malformed")
+                out = bytes(self.buf[:end])
+                del self.buf[:end]
+                return out
+            if len(self.buf) > limit:
+                raise self.error("malformed")
+            start = max(0, len(self.buf) - 2)
+            if not await self.fill():
+                raise self.error("eof")
+
     async def take(self, n: int) -> None:
         """Consume exactly ``n`` bytes (the body is not kept)."""
         while n > 0:
@@ -141,67 +173,93 @@ class Response:
     close: bool  # the connection cannot be reused
 
 
+def _lines(block: bytes) -> list[bytes]:
+    """A header block's lines without the blank line: split at LF, one trailing CR dropped."""
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in block.split(b"\n")[:-2]]
+
+
+def _tokens(value: str) -> set[str]:
+    return {t.strip(" \t").lower() for t in value.split(",")}
+
+
 def _parse_head(block: bytes, wire: _Wire) -> tuple[int, bool, dict[str, str]]:
-    """(status, is_http10, headers with lowercase names; repeated names joined by ',')."""
-    lines = block[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+    """(status, is_http10, headers with lowercase names; repeated names joined by ',').
+
+    The grammar is the C parser's (``parse_head`` in ``_core.pyx``): status line
+    ``HTTP/d.d SP [1-9]dd [SP reason]``; field lines ``name:value`` with a non-empty name and no
+    whitespace before the colon; obs-fold (a line starting with SP/HTAB) is malformed; every
+    Content-Length value is 1-18 digits and all of them agree (a comma list is malformed).
+    """
+    lines = _lines(block)
+    m = _STATUS.fullmatch(lines[0])
+    if m is None:
         raise wire.error("malformed")
     headers: dict[str, str] = {}
+    clen: str | None = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
+        if not sep or not name or line[:1] in (b" ", b"\t") or name[-1:] in (b" ", b"\t"):
             raise wire.error("malformed")
         key = name.decode("latin-1").lower()
-        val = value.strip().decode("latin-1")
+        val = value.strip(b" \t").decode("latin-1")
+        if key == "content-length":
+            # ASCII digits only: str.isdigit() would accept "\xb2" and int() then raise
+            # ValueError inside the engine (robustness suite: test_content_length_not_ascii)
+            if not 0 < len(val) <= MAX_CL_DIGITS or not all("0" <= ch <= "9" for ch in val):
+                raise wire.error("malformed")
+            if clen is not None and int(clen) != int(val):
+                raise wire.error("malformed")  # conflicting Content-Length values
+            clen = val
         headers[key] = f"{headers[key]},{val}" if key in headers else val
-    return int(parts[1]), parts[0] == b"HTTP/1.0", headers
+    if clen is not None:
+        headers["content-length"] = clen
+    return int(m.group(1)), lines[0][5:8] == b"1.0", headers
 
 
 async def _read_chunked(wire: _Wire) -> None:
-    """Consume a chunked body: hex size [;extensions] CRLF data CRLF ... 0 CRLF [trailers] CRLF."""
+    """Consume a chunked body: hex size [;extensions] CRLF data CRLF ... 0 CRLF [trailers] CRLF.
+
+    As in the C parser, a bare LF may replace CRLF, a size has at most 15 hex digits (larger
+    sizes are malformed, not a wait for an exabyte), and trailer lines are skipped unparsed
+    (their CRs ignored) up to the empty line.
+    """
     while True:
-        line = await wire.take_until(b"\r\n", MAX_HEAD)
-        size_txt = line[:-2].split(b";", 1)[0].strip()
-        try:
-            size = int(size_txt, 16)
-        except ValueError:
-            raise wire.error("malformed") from None
-        if size < 0 or not size_txt or size_txt.startswith((b"-", b"+", b"0x", b"0X")):
+        line = await wire.take_until(b"\n", MAX_HEAD)
+        m = _CHUNK_SIZE.fullmatch(line)
+        if m is None:
             raise wire.error("malformed")
+        size = int(m.group(1), 16)
         if size == 0:
             break
         await wire.take(size)
-        if await wire.take_until(b"\r\n", 2) != b"\r\n":
+        end = await wire.take_until(b"\n", 2)
+        if end not in (b"\r\n", b"\n"):
             raise wire.error("malformed")
-    while await wire.take_until(b"\r\n", MAX_HEAD) != b"\r\n":  # trailers, then the empty line
-        pass
+    while (await wire.take_until(b"\n", MAX_HEAD)).replace(b"\r", b"") != b"\n":
+        pass  # trailers, then the empty line
 
 
 async def read_response(wire: _Wire, head_request: bool) -> Response:
     """Read one complete response, framing the body as the contract says."""
     while True:
-        block = await wire.take_until(b"\r\n\r\n", MAX_HEAD)
+        block = await wire.take_head(MAX_HEAD)
         code, http10, headers = _parse_head(block, wire)
         wire.head_size += len(block)  # interim heads count as header bytes too
         if 100 <= code < 200:
             continue  # interim response (100 Continue, 103 Early Hints...): the real one follows
         break
-    conn_tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    conn_tokens = _tokens(headers.get("connection", ""))
     close = "close" in conn_tokens or (http10 and "keep-alive" not in conn_tokens)
-    te = headers.get("transfer-encoding", "")
+    te = headers.get("transfer-encoding")
     if head_request or code in (204, 304):
         pass
-    elif te and te.split(",")[-1].strip().lower() == "chunked":
+    elif te is not None and te.split(",")[-1].strip(" \t").lower() == "chunked":
         await _read_chunked(wire)
-    elif te:
+    elif te is not None:  # present, even empty: not chunked, the body ends at close
         await wire.take_all()  # unknown transfer coding: the body ends at close
         close = True
     elif "content-length" in headers:
-        values = {v.strip() for v in headers["content-length"].split(",")}
-        if len(values) != 1 or not next(iter(values)).isdigit():
-            raise wire.error("malformed")
-        await wire.take(int(values.pop()))
+        await wire.take(int(headers["content-length"]))  # validated by _parse_head
     else:
         await wire.take_all()
         close = True

@@ -30,11 +30,11 @@ What this is not
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from loadgen.durations import parse_seconds
 from loadgen.errors import UsageError
 from loadgen.recorder import Recorder
 
@@ -206,36 +206,12 @@ def seconds_to_ns(s: float) -> int:
     return round(s * 1e9)
 
 
-_DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
-_DUR_UNIT = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-}
-
-
 def parse_go_duration(s: str) -> float:
     """Seconds of a Go duration string (``5s``, ``1m0s``, ``1.5ms``, ``-2s``, ``0``; also ``d``)."""
-    text = s.strip()
-    if text in ("0", "-0", "+0"):
-        return 0.0
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    pos, total = 0, 0.0
-    for m in _DUR_RE.finditer(body):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DUR_UNIT[m.group(2)]
-        pos = m.end()
-    if pos != len(body) or not body:
-        raise UsageError(f"invalid duration {s!r} (expected e.g. 5s, 1m30s, 250ms)")
-    return sign * total
+    try:
+        return parse_seconds(s)
+    except ValueError:
+        raise UsageError(f"invalid duration {s!r} (expected e.g. 5s, 1m30s, 250ms)") from None
 
 
 # --- Counter / Histogram ---------------------------------------------------------------

@@ -149,7 +149,7 @@ LOAD_FLAGS: tuple[Flag, ...] = (
     ),
     Flag("report", "report_path", "str", "", "Also write a self-contained HTML (or .md) report of this run"),
     # --- k8s hook (loadgen.k8s) ---
-    Flag("kubeconfig", "kubeconfig", "str", "", "Kubeconfig file for k8s://, exec:// and job:// (default: usual)"),
+    Flag("kubeconfig", "kubeconfig", "str", "", "Kubeconfig for k8s://, exec://, job:// (default: usual)"),
     Flag("context", "context", "str", "", "Kubeconfig context to use (default: the current one)"),
     Flag(
         "via",

@@ -86,6 +86,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
+from loadgen.durations import parse_seconds
 from loadgen.errors import RunError, UsageError
 
 __all__ = [
@@ -125,33 +126,12 @@ class ServeConfig:
     """Append one line per request to this file."""
 
 
-_DURATION_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_go_duration(text: str) -> float:
     """Parse a Go ``time.ParseDuration`` string (``250ms``, ``1m30s``, ``-1.5h``, ``0``) into seconds.
 
-    Raises ValueError for anything Go would refuse.
+    Raises ValueError for anything malformed.
     """
-    s = text.strip()
-    sign = 1.0
-    if s[:1] in ("+", "-"):
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_RE.match(s, pos)
-        if m is None or m.group(1) in ("", "."):
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
+    return parse_seconds(text)
 
 
 def _parse_table(text: str, parse_value: Callable[[str], float]) -> list[tuple[float, float]]:

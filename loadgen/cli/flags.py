@@ -8,24 +8,12 @@ This module only turns argv into :class:`~loadgen.options.LoadOptions`; it runs 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import fields
 
+from loadgen.durations import parse_seconds
 from loadgen.errors import UsageError
 from loadgen.options import LOAD_FLAGS, Flag, LoadOptions
 
-_DUR_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-}
-_DUR_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
 _TRUE = {"1", "t", "true", "yes", "on"}
 _FALSE = {"0", "f", "false", "no", "off"}
 LOGLEVELS = ("Debug", "Verbose", "Info", "Warning", "Error", "Critical", "Fatal")
@@ -33,23 +21,12 @@ LOGLEVELS = ("Debug", "Verbose", "Info", "Warning", "Error", "Critical", "Fatal"
 
 def parse_duration(text: str, flag: str = "duration") -> float:
     """Go/fortio durations (``1m30s``, ``250ms``, ``1d4h``); a bare number means seconds."""
-    s = text.strip()
-    neg = s.startswith("-")
-    body = s[1:] if neg else s
     try:
-        val = float(body)
-        return -val if neg else val
+        return parse_seconds(text, bare_seconds=True)
     except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DUR_RE.finditer(body):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DUR_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(body) or not body:
-        raise UsageError(f"invalid value {text!r} for -{flag}: expected a duration like 10s, 1m30s, 250ms")
-    return -total if neg else total
+        raise UsageError(
+            f"invalid value {text!r} for -{flag}: expected a duration like 10s, 1m30s, 250ms"
+        ) from None
 
 
 def parse_bool(text: str, flag: str) -> bool:

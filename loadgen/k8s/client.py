@@ -47,8 +47,8 @@ def _status_message(body: Any) -> str:
 
 def translate(exc: BaseException, what: str) -> Exception:
     """A client exception → a loadgen error naming ``what``; never includes headers or credentials."""
-    from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
-    from kubernetes.config.config_exception import ConfigException  # type: ignore[import-untyped]
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
 
     if isinstance(exc, ApiException):
         status = getattr(exc, "status", 0) or 0
@@ -72,7 +72,7 @@ def translate(exc: BaseException, what: str) -> Exception:
 
 def load_configuration(kubeconfig: str = "", context: str = "") -> Any:
     """A ``kubernetes.client.Configuration``: explicit kubeconfig/context, else default, else in-cluster."""
-    from kubernetes import client, config  # type: ignore[import-untyped]
+    from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
     cfg = client.Configuration()
@@ -82,10 +82,14 @@ def load_configuration(kubeconfig: str = "", context: str = "") -> Any:
     try:
         default = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
         if path or context or os.path.isfile(default):
-            config.load_kube_config(config_file=path or None, context=context or None,
-                                    client_configuration=cfg, persist_config=False)
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path or None,
+                context=context or None,
+                client_configuration=cfg,
+                persist_config=False,
+            )
         else:
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except ConfigException as exc:
         raise translate(exc, "load configuration") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -128,7 +132,10 @@ class Kube:
         for api in (self.api, self._stream_api.api_client):
             try:
                 api.close()
-            except Exception:  # noqa: BLE001 - closing pools must not mask the real outcome
+                pm = getattr(getattr(api, "rest_client", None), "pool_manager", None)
+                if pm is not None:
+                    pm.clear()
+            except Exception:
                 pass
 
     @property
@@ -139,7 +146,7 @@ class Kube:
         """Run one API call; client exceptions become loadgen errors naming ``what``."""
         try:
             return fn(*args, **kw)
-        except Exception as exc:  # noqa: BLE001 - translated below, bugs re-raised
+        except Exception as exc:
             if type(exc).__module__.split(".")[0] in ("kubernetes", "urllib3", "websocket") or isinstance(
                 exc, OSError
             ):
@@ -152,8 +159,9 @@ class Kube:
         return self.call(f"get pod {ns}/{name}", self.core.read_namespaced_pod, name, ns)
 
     def pods_by_selector(self, ns: str, selector: str) -> list[Any]:
-        res = self.call(f"list pods in {ns} ({selector})", self.core.list_namespaced_pod, ns,
-                        label_selector=selector)
+        res = self.call(
+            f"list pods in {ns} ({selector})", self.core.list_namespaced_pod, ns, label_selector=selector
+        )
         return sorted(res.items, key=lambda p: p.metadata.name)
 
     def ready_pod(self, ns: str, kind: str, name: str) -> Any:
@@ -179,19 +187,22 @@ class Kube:
     def service_pod(self, ns: str, name: str, port: int) -> tuple[Any, int]:
         """A ready pod behind service ``name`` and the pod port that service port ``port`` maps to."""
         svc = self.call(f"get service {ns}/{name}", self.core.read_namespaced_service, name, ns)
-        sports = [p for p in (svc.spec.ports or []) if p.port == port]
+        all_ports = (svc.spec.ports if svc.spec else None) or []
+        sports = [p for p in all_ports if p.port == port]
         if not sports:
-            have = ", ".join(str(p.port) for p in (svc.spec.ports or [])) or "none"
+            have = ", ".join(str(p.port) for p in all_ports) or "none"
             raise UsageError(f"service {ns}/{name} has no port {port} (ports: {have})")
         sp = sports[0]
         ep = self.call(f"get endpoints {ns}/{name}", self.core.read_namespaced_endpoints, name, ns)
         for subset in ep.subsets or []:
             eports = subset.ports or []
-            match = [p for p in eports if (sp.name and p.name == sp.name)] or (eports if len(eports) == 1 else [])
+            match = [p for p in eports if (sp.name and p.name == sp.name)] or (
+                eports if len(eports) == 1 else []
+            )
             if match:
                 target = int(match[0].port)
             elif isinstance(sp.target_port, int) or str(sp.target_port or "").isdigit():
-                target = int(sp.target_port)
+                target = int(str(sp.target_port))
             else:
                 continue
             for addr in subset.addresses or []:
@@ -209,15 +220,28 @@ class Kube:
         with self._stream_lock:
             yield self._stream_api
 
-    def exec(self, ns: str, pod: str, argv: list[str], container: str = "", timeout_s: float = 600.0,
-             stdin: bytes | None = None) -> ExecResult:
+    def exec(
+        self,
+        ns: str,
+        pod: str,
+        argv: list[str],
+        container: str = "",
+        timeout_s: float = 600.0,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
         """Run ``argv`` (a list, never a shell string) in the pod; returns rc, stdout and stderr."""
-        from kubernetes.stream import stream  # type: ignore[import-untyped]
+        from kubernetes.stream import stream
 
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
             raise TypeError("exec takes an argv list of strings")
-        kw: dict[str, Any] = {"command": list(argv), "stderr": True, "stdout": True, "tty": False,
-                              "stdin": stdin is not None, "_preload_content": False}
+        kw: dict[str, Any] = {
+            "command": list(argv),
+            "stderr": True,
+            "stdout": True,
+            "tty": False,
+            "stdin": stdin is not None,
+            "_preload_content": False,
+        }
         if container:
             kw["container"] = container
         what = f"exec in pod {ns}/{pod}" + (f" container {container}" if container else "")

@@ -25,7 +25,7 @@ _BUF = 256 * 1024
 
 
 class Relay:
-    """Relay local connections to ``namespace/pod:port``; start with :meth:`start`, stop with :meth:`close`."""
+    """Relay local connections to ``namespace/pod:port``; :meth:`start`, then :meth:`close`."""
 
     def __init__(self, kube: Kube, namespace: str, pod: str, port: int) -> None:
         self.kube = kube
@@ -85,18 +85,28 @@ class Relay:
         self.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"Streams": self.opened, "Failed": self.failed, "Dropped": self.dropped,
-                "Errors": self.errors[:5]}
+        return {
+            "Streams": self.opened,
+            "Failed": self.failed,
+            "Dropped": self.dropped,
+            "Errors": self.errors[:5],
+        }
 
     # --- internals ----------------------------------------------------------------------------
 
     def _open(self) -> tuple[Any, Any]:
-        from kubernetes.stream import portforward  # type: ignore[import-untyped]
+        from kubernetes.stream import portforward
 
         what = f"port-forward to pod {self.namespace}/{self.pod}:{self.remote_port}"
         with self.kube._streaming() as api:
-            pf = self.kube.call(what, portforward, api.connect_get_namespaced_pod_portforward, self.pod,
-                                self.namespace, ports=str(self.remote_port))
+            pf = self.kube.call(
+                what,
+                portforward,
+                api.connect_get_namespaced_pod_portforward,
+                self.pod,
+                self.namespace,
+                ports=str(self.remote_port),
+            )
         return pf, pf.socket(self.remote_port)
 
     def _accept_loop(self) -> None:
@@ -115,7 +125,7 @@ class Relay:
         try:
             try:
                 pf, remote = self._open()
-            except Exception as exc:  # noqa: BLE001 - any failure: the engine sees a reset
+            except Exception as exc:
                 with self._lock:
                     self.failed += 1
                     if len(self.errors) < 20:

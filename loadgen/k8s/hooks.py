@@ -51,8 +51,10 @@ def forward_target(opts: LoadOptions) -> tuple[Target, Relay, list[str]]:
         relay.close()
         raise
     target = Target(scheme="http", host=host, port=port, path=fu.path, url=opts.url)
-    warnings = [f"port-forward to pod {fu.namespace}/{pod.metadata.name}:{pod_port} via {relay.url} "
-                f"(Host: {target.host_header}); each connection is its own port-forward stream"]
+    warnings = [
+        f"port-forward to pod {fu.namespace}/{pod.metadata.name}:{pod_port} via {relay.url} "
+        f"(Host: {target.host_header}); each connection is its own port-forward stream"
+    ]
     if opts.envoy_admin.startswith(SIDECAR_SCHEMES):
         warnings.append(
             "port-forward bypasses the client sidecar: this load goes API server -> kubelet -> pod, not "
@@ -94,10 +96,14 @@ def run_via(opts: LoadOptions, *, err: TextIO, out: TextIO, observers: list[Any]
 
     via = opts.via
     if opts.url.startswith("k8s://"):
-        raise UsageError("-via runs the load inside the cluster: give the URL as the pod sees it "
-                         "(e.g. http://httpbin:8000/get), not a k8s:// port-forward URL")
+        raise UsageError(
+            "-via runs the load inside the cluster: give the URL as the pod sees it "
+            "(e.g. http://httpbin:8000/get), not a k8s:// port-forward URL"
+        )
     if not via.startswith(("exec://", "job://")):
-        raise UsageError(f"-via {via!r}: expected exec://NAMESPACE/(pod|deploy)/NAME or job://NAMESPACE?replicas=N&image=I")
+        raise UsageError(
+            f"-via {via!r}: expected exec://NAMESPACE/(pod|deploy)/NAME or job://NAMESPACE?replicas=N&image=I"
+        )
     kube = kube_for(opts)
     target_exec = parse_exec_url(via) if via.startswith("exec://") else None
     target_job = parse_job_url(via) if via.startswith("job://") else None

@@ -46,35 +46,59 @@ def share(opts: LoadOptions, replicas: int, index: int) -> LoadOptions:
     c = max(1, split_evenly(opts.connections, replicas, index))
     qps = opts.qps / replicas if opts.qps > 0 else opts.qps
     n = split_evenly(opts.exactly, replicas, index) if opts.exactly else 0
-    return dataclasses.replace(opts, connections=c, qps=qps, exactly=n, json_path="", auto_save=False,
-                               report_path="", hdr_out="", access_log_file="")
+    return dataclasses.replace(
+        opts,
+        connections=c,
+        qps=qps,
+        exactly=n,
+        json_path="",
+        auto_save=False,
+        report_path="",
+        hdr_out="",
+        access_log_file="",
+    )
 
 
 def job_name() -> str:
     return f"loadgen-{time.strftime('%m%d%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def job_manifest(name: str, target: JobURL, load_args: list[str], start_at: float, deadline_s: int) -> dict[str, Any]:
+def job_manifest(
+    name: str, target: JobURL, load_args: list[str], start_at: float, deadline_s: int
+) -> dict[str, Any]:
     n = target.replicas
     stats_cfg = STATS_ANNOTATION.split("proxy.istio.io/config: |\n", 1)[1]
     stats_cfg = "\n".join(line[6:] for line in stats_cfg.splitlines()) + "\n"
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "containers": [{
-            "name": "loadgen",
-            "image": target.image,
-            "command": ["loadgen", "k8s", "worker", "-replicas", str(n), "-start-at", f"{start_at:.3f}",
-                        "--", *load_args],
-            "env": [{"name": "LOADGEN_QUIT_SIDECAR", "value": "1"}],
-        }],
+        "containers": [
+            {
+                "name": "loadgen",
+                "image": target.image,
+                "command": [
+                    "loadgen",
+                    "k8s",
+                    "worker",
+                    "-replicas",
+                    str(n),
+                    "-start-at",
+                    f"{start_at:.3f}",
+                    "--",
+                    *load_args,
+                ],
+                "env": [{"name": "LOADGEN_QUIT_SIDECAR", "value": "1"}],
+            }
+        ],
     }
     if target.service_account:
         pod_spec["serviceAccountName"] = target.service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "loadgen",
-                                              "app.kubernetes.io/component": "worker"}},
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/name": "loadgen", "app.kubernetes.io/component": "worker"},
+        },
         "spec": {
             "completionMode": "Indexed",
             "completions": n,
@@ -84,7 +108,10 @@ def job_manifest(name: str, target: JobURL, load_args: list[str], start_at: floa
             "template": {
                 "metadata": {
                     "labels": {"app.kubernetes.io/name": "loadgen", "sidecar.istio.io/inject": "true"},
-                    "annotations": {"sidecar.istio.io/nativeSidecar": "true", "proxy.istio.io/config": stats_cfg},
+                    "annotations": {
+                        "sidecar.istio.io/nativeSidecar": "true",
+                        "proxy.istio.io/config": stats_cfg,
+                    },
                 },
                 "spec": pod_spec,
             },
@@ -96,7 +123,7 @@ def parse_log(text: str, pod: str) -> RunResult:
     for line in reversed(text.splitlines()):
         if line.startswith(MARKER):
             try:
-                return RunResult.from_json(json.loads(line[len(MARKER):]))
+                return RunResult.from_json(json.loads(line[len(MARKER) :]))
             except ValueError as exc:
                 raise RunError(f"pod {pod}: malformed result line: {exc}") from None
     tail = "\n".join(text.strip().splitlines()[-5:])
@@ -107,8 +134,12 @@ def overlap(results: list[RunResult]) -> dict[str, float]:
     starts = [r.engine_result.start_wall for r in results]
     ends = [r.engine_result.start_wall + r.engine_result.elapsed_ns / 1e9 for r in results]
     s, e = max(starts), min(ends)
-    return {"StartUnix": s, "EndUnix": e, "Seconds": max(0.0, e - s),
-            "StartSpread": max(starts) - min(starts)}
+    return {
+        "StartUnix": s,
+        "EndUnix": e,
+        "Seconds": max(0.0, e - s),
+        "StartSpread": max(starts) - min(starts),
+    }
 
 
 def _sum_envoy(results: list[RunResult]) -> dict[str, Any] | None:
@@ -128,13 +159,24 @@ def _sum_envoy(results: list[RunResult]) -> dict[str, Any] | None:
 def merge_pods(results: list[RunResult], opts: LoadOptions, info: dict[str, Any]) -> RunResult:
     """One result from the pods' results, with the user's options and the overlap window."""
     merged = merge(results)
-    merged = dataclasses.replace(merged, options=opts, requested_qps=requested_qps_str(opts.qps),
-                                 labels=opts.labels or merged.labels, envoy=_sum_envoy(results))
+    merged = dataclasses.replace(
+        merged,
+        options=opts,
+        requested_qps=requested_qps_str(opts.qps),
+        labels=opts.labels or merged.labels,
+        envoy=_sum_envoy(results),
+    )
     merged.extra.update(info)
     merged.extra["Overlap"] = overlap(results)
-    merged.extra["Pods"] = [{"Index": r.extra.get("Index"), "Count": r.count,
-                             "StartUnix": r.engine_result.start_wall,
-                             "Seconds": r.engine_result.elapsed_ns / 1e9} for r in results]
+    merged.extra["Pods"] = [
+        {
+            "Index": r.extra.get("Index"),
+            "Count": r.count,
+            "StartUnix": r.engine_result.start_wall,
+            "Seconds": r.engine_result.elapsed_ns / 1e9,
+        }
+        for r in results
+    ]
     return merged
 
 
@@ -150,16 +192,24 @@ def run_job(kube: Kube, target: JobURL, opts: LoadOptions, err: TextIO, keep: bo
     timeout = target.timeout_s or (target.start_s + run_s + opts.timeout_s + 120.0)
     name = job_name()
     start_at = time.time() + target.start_s
-    body = job_manifest(name, target, load_argv(opts, "loadgen", json_out=False)[2:], start_at, int(timeout) + 60)
+    body = job_manifest(
+        name, target, load_argv(opts, "loadgen", json_out=False)[2:], start_at, int(timeout) + 60
+    )
     ns = target.namespace
     kube.call(f"create job {ns}/{name}", kube.batch.create_namespaced_job, ns, body)
-    err.write(f"Created Job {ns}/{name}: {n} pods start at {time.strftime('%H:%M:%S', time.localtime(start_at))}\n")
+    err.write(
+        f"Created Job {ns}/{name}: {n} pods start at {time.strftime('%H:%M:%S', time.localtime(start_at))}\n"
+    )
     try:
         status = _wait(kube, ns, name, timeout)
         pods = kube.pods_by_selector(ns, f"job-name={name}")
         by_index: dict[int, Any] = {}
         for p in pods:
-            idx = int((p.metadata.labels or {}).get(INDEX_LABEL, (p.metadata.annotations or {}).get(INDEX_LABEL, -1)))
+            idx = int(
+                (p.metadata.labels or {}).get(
+                    INDEX_LABEL, (p.metadata.annotations or {}).get(INDEX_LABEL, -1)
+                )
+            )
             by_index[idx] = p
         results: list[RunResult] = []
         problems: list[str] = []
@@ -168,8 +218,13 @@ def run_job(kube: Kube, target: JobURL, opts: LoadOptions, err: TextIO, keep: bo
             if p is None:
                 problems.append(f"index {i}: no pod")
                 continue
-            log = kube.call(f"read log of pod {ns}/{p.metadata.name}", kube.core.read_namespaced_pod_log,
-                            p.metadata.name, ns, container="loadgen")
+            log = kube.call(
+                f"read log of pod {ns}/{p.metadata.name}",
+                kube.core.read_namespaced_pod_log,
+                p.metadata.name,
+                ns,
+                container="loadgen",
+            )
             try:
                 r = parse_log(str(log), p.metadata.name)
             except RunError as exc:
@@ -178,16 +233,31 @@ def run_job(kube: Kube, target: JobURL, opts: LoadOptions, err: TextIO, keep: bo
             r.extra["Index"] = i
             results.append(r)
         if problems or status != "Complete":
-            raise RunError(f"Job {ns}/{name} {status.lower()}: " + "; ".join(problems or ["see the pod logs"]))
-        info = {"Via": f"job://{ns}", "Job": {"Name": name, "Namespace": ns, "Replicas": n,
-                                              "StartAt": start_at, "Image": target.image,
-                                              "Pods": [by_index[i].metadata.name for i in range(n)]}}
+            raise RunError(
+                f"Job {ns}/{name} {status.lower()}: " + "; ".join(problems or ["see the pod logs"])
+            )
+        info = {
+            "Via": f"job://{ns}",
+            "Job": {
+                "Name": name,
+                "Namespace": ns,
+                "Replicas": n,
+                "StartAt": start_at,
+                "Image": target.image,
+                "Pods": [by_index[i].metadata.name for i in range(n)],
+            },
+        }
         return merge_pods(results, opts, info)
     finally:
         if not keep:
             with contextlib.suppress(Exception):
-                kube.call(f"delete job {ns}/{name}", kube.batch.delete_namespaced_job, name, ns,
-                          propagation_policy="Background")
+                kube.call(
+                    f"delete job {ns}/{name}",
+                    kube.batch.delete_namespaced_job,
+                    name,
+                    ns,
+                    propagation_policy="Background",
+                )
         else:
             err.write(f"Kept Job {ns}/{name} (-keep)\n")
 
@@ -209,15 +279,17 @@ def _wait(kube: Kube, ns: str, name: str, timeout: float) -> str:
 
 def worker_main(argv: list[str]) -> int:
     """``loadgen k8s worker -replicas N -start-at UNIX [-index I] -- LOAD FLAGS... URL``."""
-    from loadgen.cli.load import _parse
     from loadgen.cli.flags import to_options
+    from loadgen.cli.load import _parse
     from loadgen.runner import execute
 
     if "--" not in argv:
-        raise UsageError("worker: usage: loadgen k8s worker -replicas N -start-at UNIX [-index I] -- FLAGS URL")
+        raise UsageError(
+            "worker: usage: loadgen k8s worker -replicas N -start-at UNIX [-index I] -- FLAGS URL"
+        )
     cut = argv.index("--")
     own, load = argv[:cut], argv[cut + 1 :]
-    kv = dict(zip(own[::2], own[1::2]))
+    kv = dict(zip(own[::2], own[1::2], strict=False))
     try:
         replicas = int(kv.get("-replicas", "1"))
         start_at = float(kv.get("-start-at", "0"))

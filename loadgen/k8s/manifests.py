@@ -15,7 +15,9 @@ from loadgen.k8s.names import check_label
 DEFAULT_IMAGE = "loadgen:latest"
 
 
-def client_deployment(namespace: str = "default", image: str = DEFAULT_IMAGE, name: str = "loadgen-client") -> str:
+def client_deployment(
+    namespace: str = "default", image: str = DEFAULT_IMAGE, name: str = "loadgen-client"
+) -> str:
     check_label(namespace, "namespace")
     check_label(name, "deployment name")
     if not image or any(c.isspace() or c in "\"'" for c in image):

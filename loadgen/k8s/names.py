@@ -16,7 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 from loadgen.errors import UsageError
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-KINDS = {"pod": "pod", "po": "pod", "svc": "svc", "service": "svc", "deploy": "deploy", "deployment": "deploy"}
+KINDS = {
+    "pod": "pod",
+    "po": "pod",
+    "svc": "svc",
+    "service": "svc",
+    "deploy": "deploy",
+    "deployment": "deploy",
+}
 
 
 def check_label(name: str, what: str) -> str:
@@ -164,8 +171,9 @@ def parse_job_url(url: str) -> JobURL:
     sa = q.get("serviceaccount", [""])[-1]
     if sa:
         check_subdomain(sa, "service account")
-    return JobURL(namespace=ns, replicas=replicas, image=image, start_s=start, timeout_s=timeout,
-                  service_account=sa)
+    return JobURL(
+        namespace=ns, replicas=replicas, image=image, start_s=start, timeout_s=timeout, service_account=sa
+    )
 
 
 def split_evenly(total: int, parts: int, index: int) -> int:

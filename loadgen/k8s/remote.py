@@ -23,10 +23,25 @@ from loadgen.options import LOAD_FLAGS, LoadOptions
 from loadgen.results import RunResult
 
 #: LoadOptions fields that only mean something on this machine (never sent to a pod).
-LOCAL_ONLY = frozenset({
-    "json_path", "auto_save", "data_dir", "report_path", "hdr_out", "access_log_file", "envoy_admin",
-    "envoy_cluster", "stats_interval_s", "via", "kubeconfig", "context", "keep", "url", "extra",
-})
+LOCAL_ONLY = frozenset(
+    {
+        "json_path",
+        "auto_save",
+        "data_dir",
+        "report_path",
+        "hdr_out",
+        "access_log_file",
+        "envoy_admin",
+        "envoy_cluster",
+        "stats_interval_s",
+        "via",
+        "kubeconfig",
+        "context",
+        "keep",
+        "url",
+        "extra",
+    }
+)
 #: loadgen-only flags fortio does not have.
 NOT_FORTIO = frozenset({"engine", "threads", "hdr_out", "quiet"})
 ALWAYS = ("connections", "qps")
@@ -45,7 +60,9 @@ def _fmt(kind: str, v: Any) -> list[str]:
     return [str(v)]
 
 
-def load_argv(opts: LoadOptions, tool: str = "loadgen", url: str | None = None, json_out: bool = True) -> list[str]:
+def load_argv(
+    opts: LoadOptions, tool: str = "loadgen", url: str | None = None, json_out: bool = True
+) -> list[str]:
     """``[tool, "load", flags..., "-json", "-", URL]`` reproducing ``opts`` (argv, never a shell string)."""
     proto = LoadOptions(url="")
     argv = [tool, "load"]
@@ -64,7 +81,9 @@ def load_argv(opts: LoadOptions, tool: str = "loadgen", url: str | None = None, 
                 try:
                     argv += ["-payload", v.decode("utf-8")]
                 except UnicodeDecodeError:
-                    raise UsageError("-via exec: a binary payload cannot be passed on a command line") from None
+                    raise UsageError(
+                        "-via exec: a binary payload cannot be passed on a command line"
+                    ) from None
             continue
         if flag.kind == "repeat":
             seen.add(dest)
@@ -111,7 +130,7 @@ def default_container(pod: Any) -> str:
         return str(ann["kubectl.kubernetes.io/default-container"])
     names = [c.name for c in pod.spec.containers]
     app = [n for n in names if n != "istio-proxy"]
-    return (app or names)[0]
+    return str((app or names)[0])
 
 
 def probe_tool(kube: Kube, ns: str, pod: str, container: str) -> str:
@@ -144,6 +163,10 @@ def run_exec(kube: Kube, target: ExecURL, opts: LoadOptions) -> tuple[RunResult,
         tail = "\n".join(res.stderr.strip().splitlines()[-5:])
         raise RunError(f"{where} exited with {res.rc}: {tail[:600]}")
     result = parse_json_output(res.stdout, where)
-    info = {"Via": f"exec://{target.namespace}/pod/{pname}?container={container}", "Tool": tool,
-            "Argv": argv, "RemoteExit": res.rc}
+    info = {
+        "Via": f"exec://{target.namespace}/pod/{pname}?container={container}",
+        "Tool": tool,
+        "Argv": argv,
+        "RemoteExit": res.rc,
+    }
     return result, info

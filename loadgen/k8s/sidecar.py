@@ -36,15 +36,21 @@ metadata:
         - "cluster.xds-grpc"
 """
 
-CB_STATS = ("upstream_rq_pending_overflow", "upstream_rq_total", "upstream_cx_overflow",
-            "circuit_breakers.default.rq_open", "circuit_breakers.default.cx_open")
+CB_STATS = (
+    "upstream_rq_pending_overflow",
+    "upstream_rq_total",
+    "upstream_cx_overflow",
+    "circuit_breakers.default.rq_open",
+    "circuit_breakers.default.cx_open",
+)
 
 
 def missing_stats_message(where: str) -> str:
     return (
         f"the sidecar at {where} exports no circuit-breaker stats for its outbound clusters "
         "(Istio excludes cluster.outbound.* by default). Add this annotation to the client pod "
-        "template and restart the pod (it is bootstrap configuration):\n" + STATS_ANNOTATION
+        "template and restart the pod (it is bootstrap configuration):\n"
+        + STATS_ANNOTATION
         + "(or: loadgen k8s manifests prints a client Deployment that has it)"
     )
 
@@ -71,8 +77,9 @@ class _Checked(AdminClient):
 class ExecAdmin(_Checked):
     """The admin API of the sidecar in ``namespace/pod`` through ``pilot-agent request GET``."""
 
-    def __init__(self, kube: Kube, namespace: str, pod: str, container: str = "istio-proxy",
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, pod: str, container: str = "istio-proxy", timeout_s: float = 10.0
+    ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.pod = pod
@@ -88,14 +95,17 @@ class ExecAdmin(_Checked):
         target = path.lstrip("/") + ("?" + urllib.parse.urlencode(params) if params else "")
         argv = ["pilot-agent", "request", "GET", target]
         try:
-            res = self.kube.exec(self.namespace, self.pod, argv, container=self.container,
-                                 timeout_s=self.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - the observer expects EnvoyAdminError for read failures
+            res = self.kube.exec(
+                self.namespace, self.pod, argv, container=self.container, timeout_s=self.timeout_s
+            )
+        except Exception as exc:
             raise EnvoyAdminError(f"Envoy admin {self.url}: {exc}") from None
         if not res.started:
             raise EnvoyAdminError(f"Envoy admin {self.url}: cannot run pilot-agent: {res.error}")
         if res.rc != 0:
-            raise EnvoyAdminError(f"Envoy admin {self.url}: pilot-agent exited {res.rc}: {res.stderr.strip()[:200]}")
+            raise EnvoyAdminError(
+                f"Envoy admin {self.url}: pilot-agent exited {res.rc}: {res.stderr.strip()[:200]}"
+            )
         return res.stdout
 
 

@@ -65,6 +65,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from loadgen.durations import parse_seconds
 from loadgen.errors import LoadgenError, RunError, UsageError
 from loadgen.lab import state as st
 from loadgen.lab import supervise as sv
@@ -126,12 +127,8 @@ def _add_inputs(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _duration_s(text: str) -> float:
-    t = text.strip()
     try:
-        for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
-            if t.endswith(suffix):
-                return float(t[: -len(suffix)]) * scale
-        return float(t)
+        return parse_seconds(text, bare_seconds=True)
     except ValueError:
         raise UsageError(f"bad duration {text!r} (e.g. 20s, 500ms)") from None
 

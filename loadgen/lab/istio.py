@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from loadgen.durations import parse_ns
 from loadgen.errors import UsageError
 from loadgen.lab.model import (
     DEFAULT_PORT,
@@ -89,16 +90,6 @@ _LB_POLICIES = {
     "ROUND_ROBIN": "ROUND_ROBIN",
     "RANDOM": "RANDOM",
     "UNSPECIFIED": None,
-}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "ms": 1_000_000,
-    "s": 10**9,
-    "m": 60 * 10**9,
-    "h": 3600 * 10**9,
 }
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MS = 1_000_000
@@ -207,25 +198,13 @@ def parse_duration(text: str) -> int:
     s = text.strip()
     if s.startswith("-"):
         raise ValueError(f"negative duration {text!r}")
-    if s.startswith("+"):
-        s = s[1:]
-    if s == "0":
-        return 0
-    pos, total = 0, 0
-    while pos < len(s):
-        m = _DURATION_RE.match(s, pos)
-        if not m:
-            raise ValueError(f"malformed duration {text!r} (use e.g. '1s', '500ms', '1.5s', '1m', '1h')")
-        num, unit = m.group(1), m.group(2)
-        whole, _, frac = num.partition(".")
-        scale = _UNIT_NS[unit]
-        total += int(whole or "0") * scale
-        if frac:
-            total += int(frac) * scale // 10 ** len(frac)
-        pos = m.end()
     if not s:
         raise ValueError("empty duration")
-    return total
+    try:
+        return parse_ns(s, allow_days=False)
+    except ValueError:
+        hint = "(use e.g. '1s', '500ms', '1.5s', '1m', '1h')"
+        raise ValueError(f"malformed duration {text!r} {hint}") from None
 
 
 def _duration(ctx: _Ctx, v: object, path: str, min_ns: int = 0) -> int:

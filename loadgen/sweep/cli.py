@@ -53,6 +53,20 @@ SWEEP_FLAGS: tuple[Flag, ...] = (
         "lab", "lab", "bool", "false", "Target the local lab: its Envoy admin; URL may be lab://SERVICE/PATH"
     ),
     Flag("state-dir", "state_dir", "str", "", "The lab's state directory (with -lab)"),
+    Flag(
+        "k8s-namespace",
+        "k8s_namespace",
+        "str",
+        "",
+        "Apply the variants in this Kubernetes namespace (server-side apply; restored afterwards)",
+    ),
+    Flag(
+        "k8s-client",
+        "k8s_client",
+        "str",
+        "deploy/fortio",
+        "With -k8s-namespace: the client pod whose sidecar must show a variant before its runs",
+    ),
     Flag("slo", "slo", "str", "", "SLO, e.g. 'p99<50ms,errors<1%': find the highest qps meeting it"),
     Flag("slo-steps", "slo_steps", "int", "8", "Most probes of the SLO bisection per variant"),
     Flag("trip-rate", "trip_rate", "float", "0.01", "Overflow 503 share that counts as tripped (0.01 = 1%)"),
@@ -117,14 +131,25 @@ class Plan:
     md: str
 
 
-def make_target(lab: bool, state_dir: str) -> PolicyTarget | None:
-    """The :class:`~loadgen.policy.PolicyTarget` the flags ask for (``None``: run where the URL points).
-
-    (A Kubernetes target plugs in here.)"""
+def make_target(
+    lab: bool,
+    state_dir: str,
+    k8s_namespace: str = "",
+    k8s_client: str = "deploy/fortio",
+    kubeconfig: str = "",
+    context: str = "",
+) -> PolicyTarget | None:
+    """The :class:`~loadgen.policy.PolicyTarget` the flags ask for (``None``: run where the URL points)."""
+    if lab and k8s_namespace:
+        raise UsageError("sweep: choose one of -lab and -k8s-namespace")
     if lab:
         return LabPolicyTarget(state_dir or None)
     if state_dir:
         raise UsageError("sweep: -state-dir needs -lab")
+    if k8s_namespace:
+        from loadgen.k8s.policy import K8sPolicyTarget
+
+        return K8sPolicyTarget(k8s_namespace, client_pod=k8s_client, kubeconfig=kubeconfig, context=context)
     return None
 
 
@@ -227,7 +252,14 @@ def parse(argv: list[str]) -> Plan:
     url = positional[0]
     # validate the load flags with a plain URL first (no lab needed for that)
     base = to_options(values, url if not url.startswith("lab://") else "http://127.0.0.1/")
-    target = make_target(bool(own.get("lab", False)), str(own.get("state-dir", "")))
+    target = make_target(
+        bool(own.get("lab", False)),
+        str(own.get("state-dir", "")),
+        str(own.get("k8s-namespace", "")),
+        str(own.get("k8s-client", "deploy/fortio")),
+        base.kubeconfig,
+        base.context,
+    )
     variants = _variants([str(x) for x in own.get("variant", [])], target)  # type: ignore[attr-defined]
     base = replace(base, url=resolve_lab_url(url, target))
     if target is not None and not base.envoy_admin:

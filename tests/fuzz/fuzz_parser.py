@@ -140,6 +140,7 @@ def main() -> None:
         return
     import atheris  # type: ignore[import-not-found]
 
+    atheris.instrument_func(check_one)  # Python-side feedback: which outcome, which property
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

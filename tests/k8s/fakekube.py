@@ -42,8 +42,18 @@ def _now() -> str:
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                              "message": message, "reason": reason, "code": code}, status=code)
+    return web.json_response(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        },
+        status=code,
+    )
 
 
 @dataclass
@@ -70,16 +80,36 @@ class Pod:
     def to_json(self) -> dict[str, Any]:
         cond = "True" if self.ready and self.phase == "Running" else "False"
         return {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": self.name, "namespace": self.namespace, "labels": self.labels,
-                         "annotations": self.annotations, "uid": self.uid, "resourceVersion": "1",
-                         "creationTimestamp": _now()},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": self.labels,
+                "annotations": self.annotations,
+                "uid": self.uid,
+                "resourceVersion": "1",
+                "creationTimestamp": _now(),
+            },
             "spec": {"containers": [{"name": c.name, "image": "stand-in"} for c in self.containers]},
-            "status": {"phase": self.phase, "podIP": "127.0.0.1",
-                       "conditions": [{"type": "Ready", "status": cond},
-                                      {"type": "ContainersReady", "status": cond}],
-                       "containerStatuses": [{"name": c.name, "image": "stand-in", "imageID": "", "ready": cond == "True",
-                                              "restartCount": 0} for c in self.containers]},
+            "status": {
+                "phase": self.phase,
+                "podIP": "127.0.0.1",
+                "conditions": [
+                    {"type": "Ready", "status": cond},
+                    {"type": "ContainersReady", "status": cond},
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c.name,
+                        "image": "stand-in",
+                        "imageID": "",
+                        "ready": cond == "True",
+                        "restartCount": 0,
+                    }
+                    for c in self.containers
+                ],
+            },
         }
 
 
@@ -131,9 +161,15 @@ class FakeKube:
 
     # --- fixtures API ---------------------------------------------------------------------
 
-    def add_pod(self, ns: str, name: str, labels: dict[str, str] | None = None,
-                containers: list[Container] | None = None, ports: dict[int, int] | None = None,
-                **kw: Any) -> Pod:
+    def add_pod(
+        self,
+        ns: str,
+        name: str,
+        labels: dict[str, str] | None = None,
+        containers: list[Container] | None = None,
+        ports: dict[int, int] | None = None,
+        **kw: Any,
+    ) -> Pod:
         p = Pod(ns, name, dict(labels or {}), containers or [Container("app")], dict(ports or {}), **kw)
         self.pods[ns, name] = p
         return p
@@ -151,12 +187,17 @@ class FakeKube:
         if cert_data:
             user["client-certificate-data"] = cert_data
             user["client-key-data"] = cert_data
-        doc = {"apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
-               "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
-               "users": [{"name": "u", "user": user}],
-               "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "u"}},
-                            {"name": "other", "context": {"cluster": "stand-in", "user": "u",
-                                                          "namespace": "x"}}]}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "stand-in",
+            "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
+            "users": [{"name": "u", "user": user}],
+            "contexts": [
+                {"name": "stand-in", "context": {"cluster": "stand-in", "user": "u"}},
+                {"name": "other", "context": {"cluster": "stand-in", "user": "u", "namespace": "x"}},
+            ],
+        }
         with open(path, "w") as fh:
             json.dump(doc, fh)
         return path
@@ -248,16 +289,33 @@ class FakeKube:
     async def istio_group(self, req: web.Request) -> web.Response:
         vs = [v for v in ISTIO_VERSIONS if v not in self.disabled_versions]
         gv = [{"groupVersion": f"{ISTIO_GROUP}/{v}", "version": v} for v in vs]
-        return web.json_response({"kind": "APIGroup", "apiVersion": "v1", "name": ISTIO_GROUP,
-                                  "versions": gv, "preferredVersion": gv[0]})
+        return web.json_response(
+            {
+                "kind": "APIGroup",
+                "apiVersion": "v1",
+                "name": ISTIO_GROUP,
+                "versions": gv,
+                "preferredVersion": gv[0],
+            }
+        )
 
     # pods -------------------------------------------------------------------------------------
 
     async def list_pods(self, req: web.Request) -> web.Response:
         ns, sel = req.match_info["ns"], req.query.get("labelSelector", "")
-        items = [p.to_json() for (n, _), p in sorted(self.pods.items()) if n == ns and _selector_match(sel, p.labels)]
-        return web.json_response({"apiVersion": "v1", "kind": "PodList",
-                                  "metadata": {"resourceVersion": str(next(self._rv))}, "items": items})
+        items = [
+            p.to_json()
+            for (n, _), p in sorted(self.pods.items())
+            if n == ns and _selector_match(sel, p.labels)
+        ]
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "PodList",
+                "metadata": {"resourceVersion": str(next(self._rv))},
+                "items": items,
+            }
+        )
 
     def _pod(self, req: web.Request) -> Pod | None:
         return self.pods.get((req.match_info["ns"], req.match_info["name"]))
@@ -281,34 +339,60 @@ class FakeKube:
         s = self.services.get((ns, name))
         if s is None:
             return _status(404, "NotFound", f'services "{name}" not found')
-        return web.json_response({"apiVersion": "v1", "kind": "Service",
-                                  "metadata": {"name": name, "namespace": ns},
-                                  "spec": {"selector": s["selector"], "ports": s["ports"],
-                                           "clusterIP": "10.0.0.1"}})
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"selector": s["selector"], "ports": s["ports"], "clusterIP": "10.0.0.1"},
+            }
+        )
 
     async def get_endpoints(self, req: web.Request) -> web.Response:
         ns, name = req.match_info["ns"], req.match_info["name"]
         s = self.services.get((ns, name))
         if s is None:
             return _status(404, "NotFound", f'endpoints "{name}" not found')
-        pods = [p for (n, _), p in sorted(self.pods.items()) if n == ns and s["selector"].items() <= p.labels.items()]
+        pods = [
+            p
+            for (n, _), p in sorted(self.pods.items())
+            if n == ns and s["selector"].items() <= p.labels.items()
+        ]
         ready = [p for p in pods if p.ready and p.phase == "Running"]
-        ports = [{"name": sp.get("name", ""), "port": sp.get("targetPort", sp["port"]), "protocol": "TCP"}
-                 for sp in s["ports"]]
-        addr = [{"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": p.name, "namespace": ns}} for p in ready]
+        ports = [
+            {"name": sp.get("name", ""), "port": sp.get("targetPort", sp["port"]), "protocol": "TCP"}
+            for sp in s["ports"]
+        ]
+        addr = [
+            {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": p.name, "namespace": ns}} for p in ready
+        ]
         subsets = [{"addresses": addr, "ports": ports}] if addr else []
-        return web.json_response({"apiVersion": "v1", "kind": "Endpoints",
-                                  "metadata": {"name": name, "namespace": ns}, "subsets": subsets})
+        return web.json_response(
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": ns},
+                "subsets": subsets,
+            }
+        )
 
     async def get_deployment(self, req: web.Request) -> web.Response:
         ns, name = req.match_info["ns"], req.match_info["name"]
         d = self.deployments.get((ns, name))
         if d is None:
             return _status(404, "NotFound", f'deployments.apps "{name}" not found')
-        tmpl = {"metadata": {"labels": d["selector"]}, "spec": {"containers": [{"name": "app", "image": "x"}]}}
-        return web.json_response({"apiVersion": "apps/v1", "kind": "Deployment",
-                                  "metadata": {"name": name, "namespace": ns},
-                                  "spec": {"selector": {"matchLabels": d["selector"]}, "template": tmpl}})
+        tmpl = {
+            "metadata": {"labels": d["selector"]},
+            "spec": {"containers": [{"name": "app", "image": "x"}]},
+        }
+        return web.json_response(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"selector": {"matchLabels": d["selector"]}, "template": tmpl},
+            }
+        )
 
     # exec ----------------------------------------------------------------------------------------
 
@@ -336,11 +420,23 @@ class FakeKube:
         pipe = asyncio.subprocess.PIPE
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=pipe if flag("stdin") else asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe,
-                env=self._env(cont), start_new_session=True)
+                *argv,
+                stdin=pipe if flag("stdin") else asyncio.subprocess.DEVNULL,
+                stdout=pipe,
+                stderr=pipe,
+                env=self._env(cont),
+                start_new_session=True,
+            )
         except OSError as e:
-            st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 500,
-                  "reason": "InternalError", "message": f"error executing command in container: {e}"}
+            st = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "code": 500,
+                "reason": "InternalError",
+                "message": f"error executing command in container: {e}",
+            }
             await ws.send_bytes(b"\x03" + json.dumps(st).encode())
             await ws.close()
             return ws
@@ -371,9 +467,13 @@ class FakeKube:
         if rc == 0:
             st = {"metadata": {}, "status": "Success"}
         else:
-            st = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-                  "message": f"command terminated with non-zero exit code: exit status {rc}",
-                  "details": {"causes": [{"reason": "ExitCode", "message": str(rc)}]}}
+            st = {
+                "metadata": {},
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "message": f"command terminated with non-zero exit code: exit status {rc}",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(rc)}]},
+            }
         await ws.send_bytes(b"\x03" + json.dumps(st).encode())
         await ws.close()
         reader.cancel()
@@ -405,8 +505,10 @@ class FakeKube:
             try:
                 r, w = await asyncio.open_connection("127.0.0.1", p.ports.get(port, port))
             except OSError as e:
-                await ws.send_bytes(bytes([2 * i + 1]) + f"error forwarding port {port} to pod {p.name}, "
-                                    f"uid {p.uid}: {e}".encode())
+                await ws.send_bytes(
+                    bytes([2 * i + 1])
+                    + f"error forwarding port {port} to pod {p.name}, uid {p.uid}: {e}".encode()
+                )
                 writers.append(None)
                 continue
             writers.append(w)
@@ -447,7 +549,9 @@ class FakeKube:
         o["apiVersion"] = f"{ISTIO_GROUP}/{version}"
         return o
 
-    def _store(self, key: tuple[str, str, str], body: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+    def _store(
+        self, key: tuple[str, str, str], body: dict[str, Any], existing: dict[str, Any] | None
+    ) -> dict[str, Any]:
         plural, ns, name = key
         meta = dict(body.get("metadata") or {})
         meta.update({"name": name, "namespace": ns, "resourceVersion": str(next(self._rv))})
@@ -457,8 +561,12 @@ class FakeKube:
             meta["generation"] = existing["metadata"].get("generation", 1) + 1
         else:
             meta.update({"uid": secrets.token_hex(8), "creationTimestamp": _now(), "generation": 1})
-        obj = {"apiVersion": f"{ISTIO_GROUP}/v1", "kind": ISTIO_KINDS[plural], "metadata": meta,
-               "spec": body.get("spec", {})}
+        obj = {
+            "apiVersion": f"{ISTIO_GROUP}/v1",
+            "kind": ISTIO_KINDS[plural],
+            "metadata": meta,
+            "spec": body.get("spec", {}),
+        }
         self.objects[key] = obj
         if self.on_object_change:
             self.on_object_change(plural, ns, name, copy.deepcopy(obj))
@@ -468,10 +576,19 @@ class FakeKube:
         k = self._cr_key(req)
         if isinstance(k, web.Response):
             return k
-        items = [self._out(o, req.match_info["version"]) for (pl, ns, _), o in sorted(self.objects.items())
-                 if pl == k[0] and ns == k[1]]
-        return web.json_response({"apiVersion": f"{ISTIO_GROUP}/{req.match_info['version']}",
-                                  "kind": ISTIO_KINDS[k[0]] + "List", "metadata": {}, "items": items})
+        items = [
+            self._out(o, req.match_info["version"])
+            for (pl, ns, _), o in sorted(self.objects.items())
+            if pl == k[0] and ns == k[1]
+        ]
+        return web.json_response(
+            {
+                "apiVersion": f"{ISTIO_GROUP}/{req.match_info['version']}",
+                "kind": ISTIO_KINDS[k[0]] + "List",
+                "metadata": {},
+                "items": items,
+            }
+        )
 
     async def get_object(self, req: web.Request) -> web.Response:
         k = self._cr_key(req)
@@ -490,7 +607,9 @@ class FakeKube:
         key = (k[0], k[1], body["metadata"]["name"])
         if key in self.objects:
             return _status(409, "AlreadyExists", f'{k[0]}.{ISTIO_GROUP} "{key[2]}" already exists')
-        return web.json_response(self._out(self._store(key, body, None), req.match_info["version"]), status=201)
+        return web.json_response(
+            self._out(self._store(key, body, None), req.match_info["version"]), status=201
+        )
 
     async def put_object(self, req: web.Request) -> web.Response:
         k = self._cr_key(req)
@@ -498,8 +617,9 @@ class FakeKube:
             return k
         if k not in self.objects:
             return _status(404, "NotFound", f'{k[0]}.{ISTIO_GROUP} "{k[2]}" not found')
-        return web.json_response(self._out(self._store(k, await req.json(), self.objects[k]),
-                                           req.match_info["version"]))
+        return web.json_response(
+            self._out(self._store(k, await req.json(), self.objects[k]), req.match_info["version"])
+        )
 
     async def patch_object(self, req: web.Request) -> web.Response:
         k = self._cr_key(req)
@@ -513,14 +633,18 @@ class FakeKube:
                 return _status(422, "Invalid", "fieldManager is required for apply patch")
             if body.get("metadata", {}).get("name") != k[2]:
                 return _status(400, "BadRequest", "the name of the object does not match the URL")
-            return web.json_response(self._out(self._store(k, body, existing), req.match_info["version"]),
-                                     status=200 if existing else 201)
+            return web.json_response(
+                self._out(self._store(k, body, existing), req.match_info["version"]),
+                status=200 if existing else 201,
+            )
         if ctype.startswith("application/merge-patch"):
             if existing is None:
                 return _status(404, "NotFound", f'{k[0]}.{ISTIO_GROUP} "{k[2]}" not found')
             merged = _merge_patch(copy.deepcopy(existing), body)
             return web.json_response(self._out(self._store(k, merged, existing), req.match_info["version"]))
-        return _status(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}")
+        return _status(
+            415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}"
+        )
 
     async def delete_object(self, req: web.Request) -> web.Response:
         k = self._cr_key(req)
@@ -545,8 +669,9 @@ class FakeKube:
         if spec.get("completionMode") != "Indexed":
             return _status(422, "Invalid", "the stand-in only runs Indexed Jobs")
         uid = secrets.token_hex(8)
-        body["metadata"].update({"namespace": ns, "uid": uid, "resourceVersion": str(next(self._rv)),
-                                 "creationTimestamp": _now()})
+        body["metadata"].update(
+            {"namespace": ns, "uid": uid, "resourceVersion": str(next(self._rv)), "creationTimestamp": _now()}
+        )
         body["status"] = {"active": int(spec["completions"]), "startTime": _now()}
         job = {"obj": body, "pods": []}
         self.jobs[ns, name] = job
@@ -554,23 +679,38 @@ class FakeKube:
         c0 = tmpl["containers"][0]
         for i in range(int(spec["completions"])):
             pname = f"{name}-{i}-{secrets.token_hex(3)[:5]}"
-            labels = {"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": uid,
-                      "batch.kubernetes.io/job-completion-index": str(i)}
-            pod = self.add_pod(ns, pname, labels, [Container(c0["name"], self.job_path)], phase="Pending",
-                               annotations={"batch.kubernetes.io/job-completion-index": str(i)})
+            labels = {
+                "job-name": name,
+                "batch.kubernetes.io/job-name": name,
+                "controller-uid": uid,
+                "batch.kubernetes.io/job-completion-index": str(i),
+            }
+            pod = self.add_pod(
+                ns,
+                pname,
+                labels,
+                [Container(c0["name"], self.job_path)],
+                phase="Pending",
+                annotations={"batch.kubernetes.io/job-completion-index": str(i)},
+            )
             env = {e["name"]: e.get("value", "") for e in c0.get("env") or []}
             env.update(self.job_env)
             env.update({"JOB_COMPLETION_INDEX": str(i), "HOSTNAME": f"{name}-{i}"})
             job["pods"].append(pod)
-            asyncio.ensure_future(self._run_pod(pod, [*(c0.get("command") or []), *(c0.get("args") or [])], env))
-        asyncio.ensure_future(self._watch_job(job))
+            argv = [*(c0.get("command") or []), *(c0.get("args") or [])]
+            job.setdefault("tasks", []).append(asyncio.ensure_future(self._run_pod(pod, argv, env)))
+        job["tasks"].append(asyncio.ensure_future(self._watch_job(job)))
         return web.json_response(body, status=201)
 
     async def _run_pod(self, pod: Pod, argv: list[str], env: dict[str, str]) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                env=self._env(pod.containers[0], env), start_new_session=True)
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._env(pod.containers[0], env),
+                start_new_session=True,
+            )
         except OSError as e:
             pod.log += f"exec: {e}\n".encode()
             pod.phase = "Failed"
@@ -590,11 +730,21 @@ class FakeKube:
             await asyncio.sleep(0.05)
         ok = [p for p in pods if p.phase == "Succeeded"]
         st = job["obj"]["status"]
-        st.update({"active": 0, "succeeded": len(ok), "failed": len(pods) - len(ok), "completionTime": _now(),
-                   "completedIndexes": ",".join(p.labels["batch.kubernetes.io/job-completion-index"] for p in ok)})
+        st.update(
+            {
+                "active": 0,
+                "succeeded": len(ok),
+                "failed": len(pods) - len(ok),
+                "completionTime": _now(),
+                "completedIndexes": ",".join(
+                    p.labels["batch.kubernetes.io/job-completion-index"] for p in ok
+                ),
+            }
+        )
         kind = "Complete" if len(ok) == len(pods) else "Failed"
-        st["conditions"] = [{"type": kind, "status": "True", "lastProbeTime": _now(),
-                             "lastTransitionTime": _now()}]
+        st["conditions"] = [
+            {"type": kind, "status": "True", "lastProbeTime": _now(), "lastTransitionTime": _now()}
+        ]
 
     async def get_job(self, req: web.Request) -> web.Response:
         j = self.jobs.get((req.match_info["ns"], req.match_info["name"]))

@@ -9,17 +9,29 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import CERT_DATA, TOKEN, run_cli  # noqa: E402
+from conftest import CERT_DATA, TOKEN, _collect_quietly, run_cli
 
-from loadgen.errors import UsageError  # noqa: E402
-from loadgen.k8s import names  # noqa: E402
+from loadgen.errors import UsageError
+from loadgen.k8s import names
 
 
 def test_port_forward_load_counts_exact(kube, kubeconfig, tmp_path):
     before = kube.stream_count
     out = tmp_path / "r.json"
-    p = run_cli("load", "-kubeconfig", kubeconfig, "-c", "4", "-qps", "0", "-n", "200", "-json", str(out),
-                "k8s://default/svc/httpbin:8000/echo?size=10")
+    p = run_cli(
+        "load",
+        "-kubeconfig",
+        kubeconfig,
+        "-c",
+        "4",
+        "-qps",
+        "0",
+        "-n",
+        "200",
+        "-json",
+        str(out),
+        "k8s://default/svc/httpbin:8000/echo?size=10",
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     assert d["RetCodes"] == {"200": 200}
@@ -36,8 +48,21 @@ def test_port_forward_dropped_stream_counted_and_recovered(kube, kubeconfig, tmp
     kube.drop_streams = {first + 2}  # probe = first; connections = first+1, first+2
     try:
         out = tmp_path / "r.json"
-        p = run_cli("load", "-kubeconfig", kubeconfig, "-c", "2", "-qps", "0", "-n", "60", "-json", str(out),
-                    "k8s://default/pod/httpbin-0:8000/echo", timeout=40)
+        p = run_cli(
+            "load",
+            "-kubeconfig",
+            kubeconfig,
+            "-c",
+            "2",
+            "-qps",
+            "0",
+            "-n",
+            "60",
+            "-json",
+            str(out),
+            "k8s://default/pod/httpbin-0:8000/echo",
+            timeout=40,
+        )
     finally:
         kube.drop_streams = set()
     d = json.loads(out.read_text())
@@ -57,9 +82,23 @@ def test_port_forward_deploy_not_ready_and_missing(kube, kubeconfig):
 
 def test_exec_with_loadgen(kube, kubeconfig, tmp_path):
     out = tmp_path / "r.json"
-    url = "http://127.0.0.1:%d/echo" % kube.pods["default", "httpbin-0"].ports[8000]
-    p = run_cli("load", "-kubeconfig", kubeconfig, "-c", "3", "-qps", "0", "-n", "30", "-json", str(out),
-                "-via", "exec://default/deploy/client", url)
+    url = f"http://127.0.0.1:{kube.pods['default', 'httpbin-0'].ports[8000]}/echo"
+    p = run_cli(
+        "load",
+        "-kubeconfig",
+        kubeconfig,
+        "-c",
+        "3",
+        "-qps",
+        "0",
+        "-n",
+        "30",
+        "-json",
+        str(out),
+        "-via",
+        "exec://default/deploy/client",
+        url,
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     assert d["RetCodes"] == {"200": 30}
@@ -73,9 +112,25 @@ def test_exec_with_loadgen(kube, kubeconfig, tmp_path):
 
 def test_exec_with_fortio(kube, kubeconfig, tmp_path, images):
     out = tmp_path / "r.json"
-    url = "http://127.0.0.1:%d/echo" % kube.pods["default", "httpbin-0"].ports[8000]
-    p = run_cli("load", "-kubeconfig", kubeconfig, "-c", "3", "-qps", "0", "-n", "30", "-json", str(out),
-                "-H", "X-Test: a b", "-via", "exec://default/deploy/fortio?container=fortio", url)
+    url = f"http://127.0.0.1:{kube.pods['default', 'httpbin-0'].ports[8000]}/echo"
+    p = run_cli(
+        "load",
+        "-kubeconfig",
+        kubeconfig,
+        "-c",
+        "3",
+        "-qps",
+        "0",
+        "-n",
+        "30",
+        "-json",
+        str(out),
+        "-H",
+        "X-Test: a b",
+        "-via",
+        "exec://default/deploy/fortio?container=fortio",
+        url,
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     assert d["RetCodes"] == {"200": 30}
@@ -88,8 +143,9 @@ def test_exec_with_fortio(kube, kubeconfig, tmp_path, images):
 
 
 def test_exec_without_tool(kube, kubeconfig):
-    p = run_cli("load", "-kubeconfig", kubeconfig, "-n", "3", "-via", "exec://default/pod/bare-0",
-                "http://x:8000/")
+    p = run_cli(
+        "load", "-kubeconfig", kubeconfig, "-n", "3", "-via", "exec://default/pod/bare-0", "http://x:8000/"
+    )
     assert p.returncode == 2 and "neither loadgen nor fortio" in p.stderr
 
 
@@ -111,13 +167,21 @@ def test_exec_is_argv_only(kube):
     r = k.exec("default", "bare-0", ["no-such-binary"])
     assert not r.started and "no-such-binary" in r.error
     k.close()
+    _collect_quietly()
 
 
-@pytest.mark.parametrize("url", [
-    "k8s://Default/svc/httpbin:8000/", "k8s://default/svc/http_bin:8000/", "k8s://default/svc/httpbin/",
-    "k8s://default/job/x:80/", "k8s://-x/pod/a:80/", "k8s://default/pod/a..b:80/",
-    "k8s://default/svc/" + "a" * 64 + ":80/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "k8s://Default/svc/httpbin:8000/",
+        "k8s://default/svc/http_bin:8000/",
+        "k8s://default/svc/httpbin/",
+        "k8s://default/job/x:80/",
+        "k8s://-x/pod/a:80/",
+        "k8s://default/pod/a..b:80/",
+        "k8s://default/svc/" + "a" * 64 + ":80/",
+    ],
+)
 def test_forward_url_validation(url):
     with pytest.raises(UsageError):
         names.parse_forward_url(url)
@@ -128,8 +192,12 @@ def test_names_accepted_and_rejected():
     assert (f.namespace, f.kind, f.name, f.port, f.path) == ("ns-1", "deploy", "web.v2", 8080, "/a/b?c=1")
     e = names.parse_exec_url("exec://default/deploy/fortio?container=istio-proxy")
     assert (e.kind, e.name, e.container) == ("deploy", "fortio", "istio-proxy")
-    for bad in ("exec://default/svc/x", "exec://default/pod/X", "exec://default/pod/x?container=A_B",
-                "exec://default/pod/x?cmd=sh"):
+    for bad in (
+        "exec://default/svc/x",
+        "exec://default/pod/X",
+        "exec://default/pod/x?container=A_B",
+        "exec://default/pod/x?cmd=sh",
+    ):
         with pytest.raises(UsageError):
             names.parse_exec_url(bad)
     j = names.parse_job_url("job://load?replicas=4&image=ghcr.io/x/loadgen:1&start=2")
@@ -142,16 +210,42 @@ def test_names_accepted_and_rejected():
 
 def test_no_token_or_cert_in_any_output(kube, kubeconfig, tmp_path):
     out, rep = tmp_path / "r.json", tmp_path / "r.md"
-    url = "http://127.0.0.1:%d/echo" % kube.pods["default", "httpbin-0"].ports[8000]
+    url = f"http://127.0.0.1:{kube.pods['default', 'httpbin-0'].ports[8000]}/echo"
     runs = [
-        run_cli("load", "-kubeconfig", kubeconfig, "-n", "5", "-c", "1", "-json", str(out), "-report", str(rep),
-                "-via", "exec://default/deploy/client", url),
-        run_cli("load", "-kubeconfig", kubeconfig, "-n", "5", "-c", "1", "-json", "-",
-                "k8s://default/svc/httpbin:8000/echo"),
+        run_cli(
+            "load",
+            "-kubeconfig",
+            kubeconfig,
+            "-n",
+            "5",
+            "-c",
+            "1",
+            "-json",
+            str(out),
+            "-report",
+            str(rep),
+            "-via",
+            "exec://default/deploy/client",
+            url,
+        ),
+        run_cli(
+            "load",
+            "-kubeconfig",
+            kubeconfig,
+            "-n",
+            "5",
+            "-c",
+            "1",
+            "-json",
+            "-",
+            "k8s://default/svc/httpbin:8000/echo",
+        ),
         run_cli("load", "-kubeconfig", kubeconfig, "-n", "1", "k8s://default/pod/nope:8000/"),
     ]
     bad_kc = tmp_path / "bad"
-    bad_kc.write_text(Path(kubeconfig).read_text().replace(f'"token": "{TOKEN}"', '"token": "wrong-token-zz"'))
+    bad_kc.write_text(
+        Path(kubeconfig).read_text().replace(f'"token": "{TOKEN}"', '"token": "wrong-token-zz"')
+    )
     runs.append(run_cli("load", "-kubeconfig", str(bad_kc), "-n", "1", "k8s://default/pod/httpbin-0:8000/"))
     assert runs[0].returncode == 0 and runs[1].returncode == 0
     assert runs[3].returncode == 1 and "401" in runs[3].stderr

@@ -1,0 +1,108 @@
+"""K8sPolicyTarget: server-side apply, waiting on the config dump, restore (also after an interrupt)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from conftest import TOKEN, _collect_quietly
+
+from loadgen.errors import RunError
+from loadgen.k8s.client import Kube
+from loadgen.k8s.policy import K8sPolicyTarget
+
+DR = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: %d}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+"""
+
+
+@pytest.fixture
+def policy(kube, tmp_path):
+    from kubernetes import client
+
+    dump = tmp_path / "config_dump.json"
+    kube.pods["default", "client-0"].containers[1].env["FAKE_CONFIG_DUMP"] = str(dump)
+
+    def on_change(plural, ns, name, obj):  # "istiod": push the DR to the sidecar 0.3 s later
+        def push():
+            pool = (obj or {}).get("spec", {}).get("trafficPolicy", {}).get("connectionPool", {})
+            th = {
+                "max_connections": pool.get("tcp", {}).get("maxConnections", 4294967295),
+                "max_pending_requests": pool.get("http", {}).get("http1MaxPendingRequests", 4294967295),
+            }
+            c = {
+                "name": "outbound|8000||httpbin.default.svc.cluster.local",
+                "circuit_breakers": {"thresholds": [th]},
+            }
+            dump.write_text(json.dumps({"configs": [{"dynamic_active_clusters": [{"cluster": c}]}]}))
+
+        threading.Timer(0.3, push).start()
+
+    kube.on_object_change = on_change
+    cfg = client.Configuration()
+    cfg.host = kube.url
+    cfg.api_key = {"authorization": f"Bearer {TOKEN}"}
+    k = Kube(configuration=cfg)
+    yield K8sPolicyTarget("default", "deploy/client", kube=k, timeout_s=5)
+    kube.on_object_change = None
+    kube.objects.clear()
+    kube.disabled_versions.clear()
+    k.close()
+    _collect_quietly()
+
+
+def test_apply_restore_round_trip(kube, policy, tmp_path):
+    f1, f2 = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    f1.write_text(DR % 1)
+    f2.write_text(DR % 7)
+    original = {
+        "metadata": {"name": "httpbin"},
+        "spec": {"host": "httpbin", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 100}}}},
+    }
+    kube._store(("destinationrules", "default", "httpbin"), original, None)
+    msg = policy.apply([str(f1)])
+    assert "DestinationRule/httpbin" in msg and policy.last_propagation_s >= 0.2  # waited for the push
+    spec = kube.objects["destinationrules", "default", "httpbin"]["spec"]
+    assert spec["trafficPolicy"]["connectionPool"]["tcp"]["maxConnections"] == 1
+    policy.apply([str(f2)])
+    assert (
+        kube.objects["destinationrules", "default", "httpbin"]["spec"]["trafficPolicy"]["connectionPool"][
+            "tcp"
+        ]["maxConnections"]
+        == 7
+    )
+    assert any(m == "PATCH" and "fieldManager=loadgen" in p and "force=true" in p for m, p in kube.requests)
+    policy.restore()
+    assert kube.objects["destinationrules", "default", "httpbin"]["spec"] == original["spec"]
+
+
+def test_restore_after_interrupt_deletes_new_object_and_falls_back_to_v1beta1(kube, policy, tmp_path):
+    kube.disabled_versions.add("v1")
+    f = tmp_path / "a.yaml"
+    f.write_text(DR % 2)
+    policy.wait_for = lambda want, poll_s=0.25: (_ for _ in ()).throw(KeyboardInterrupt())  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            policy.apply([str(f)])
+        finally:
+            policy.restore()
+    assert ("destinationrules", "default", "httpbin") not in kube.objects
+    assert any("/v1beta1/" in p and m == "PATCH" for m, p in kube.requests)
+
+
+def test_propagation_timeout(kube, policy, tmp_path):
+    kube.on_object_change = None  # nobody pushes
+    policy.timeout_s = 0.6
+    f = tmp_path / "a.yaml"
+    f.write_text(DR % 3)
+    with pytest.raises(RunError, match="did not show"):
+        policy.apply([str(f)])
+    policy.restore()
