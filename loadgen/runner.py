@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,21 @@ def _check_writable(path: str, what: str) -> None:
         raise UsageError(f"cannot write {what} {path!r}: it is a directory")
     if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise UsageError(f"cannot write {what} {path!r}: permission denied")
+    # os.access() says yes to root on /proc, read-only mounts and full disks: really create (and
+    # fsync) a small probe file next to the target, so the run never starts when its results
+    # could not be written (tests/robust/test_bad_inputs.py: -json /proc/...)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".loadgen-probe-", dir=d)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path!r}: {exc.strerror}") from None
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path!r}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+        os.unlink(probe)
 
 
 def prepare(opts: LoadOptions) -> Prepared:
@@ -327,7 +343,7 @@ def _execute_prepared(
 def write_outputs(result: RunResult, opts: LoadOptions, err: TextIO, out: TextIO) -> None:
     from loadgen import report_text
 
-    data = result.to_json()
+    data = result.to_json() if (opts.json_path or opts.auto_save) else {}
     if opts.json_path:
         n = write_json_atomic(opts.json_path, data, stdout=out)
         if opts.json_path != "-":

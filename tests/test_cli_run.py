@@ -273,3 +273,39 @@ def test_env_engine_switch(echo: EchoServer) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["Loadgen"]["Engine"] == "py"
+
+
+def _stderr_on_a_tty(args: list[str]) -> str:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "loadgen", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the tty
+                break
+            if not data:
+                break
+            chunks.append(data)
+        p.wait(30)
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_line_on_a_tty_only(echo: EchoServer) -> None:
+    url = echo.url + "/"
+    text = _stderr_on_a_tty(["load", "-c", "2", "-qps", "40", "-t", "1s", url])
+    assert "\r" in text and "calls" in text and "qps" in text and "errors" in text
+    assert "/40 calls" in text  # done/total
+    quiet = _stderr_on_a_tty(["load", "-quiet", "-c", "2", "-qps", "40", "-t", "1s", url])
+    assert "/40 calls" not in quiet

@@ -83,9 +83,27 @@ def seeds() -> list[bytes]:
 
 
 # --- the pure-Python mutator (no atheris) ----------------------------------------------------
-_TOKENS = [b"\r\n", b"\n", b"\r\n\r\n", b":", b" ", b"\t", b";", b"0\r\n\r\n", b"Content-Length: ",
-           b"Transfer-Encoding: chunked\r\n", b"HTTP/1.1 ", b"HTTP/1.0 ", b"100 Continue\r\n\r\n",
-           b"FFFFFFFFFFFFFFFFFFFF", b"-1", b"Connection: close\r\n", b"\x00", b"\xff", b"9" * 20]
+_TOKENS = [
+    b"\r\n",
+    b"\n",
+    b"\r\n\r\n",
+    b":",
+    b" ",
+    b"\t",
+    b";",
+    b"0\r\n\r\n",
+    b"Content-Length: ",
+    b"Transfer-Encoding: chunked\r\n",
+    b"HTTP/1.1 ",
+    b"HTTP/1.0 ",
+    b"100 Continue\r\n\r\n",
+    b"FFFFFFFFFFFFFFFFFFFF",
+    b"-1",
+    b"Connection: close\r\n",
+    b"\x00",
+    b"\xff",
+    b"9" * 20,
+]
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -129,7 +147,7 @@ def run_mutator(seconds: float, seed: int = 0, max_execs: int = 0) -> dict[str, 
     return {"execs": execs, **counts}
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris's name
+def TestOneInput(data: bytes) -> None:
     check_one(data)
 
 

@@ -33,16 +33,31 @@ def test_fuzz_parser_30s(tmp_path: Path) -> None:
     env = {**os.environ, **env_path}
     env.pop("LOADGEN_CORE_SO", None)
     if importlib.util.find_spec("atheris") is not None:
-        cmd = [sys.executable, target, f"-max_total_time={SECONDS}", "-use_value_profile=1", "-max_len=8192",
-               f"-artifact_prefix={tmp_path}/", "-print_final_stats=1", str(tmp_path), str(HERE / "corpus")]
+        cmd = [
+            sys.executable,
+            target,
+            f"-max_total_time={SECONDS}",
+            "-use_value_profile=1",
+            "-max_len=8192",
+            f"-artifact_prefix={tmp_path}/",
+            "-print_final_stats=1",
+            str(tmp_path),
+            str(HERE / "corpus"),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SECONDS + 60, env=env, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
         m = re.search(r"stat::number_of_executed_units:\s*(\d+)", proc.stderr)
         assert m is not None, proc.stderr[-2000:]
         execs = int(m.group(1))
     else:
-        proc = subprocess.run([sys.executable, target, "--mutate", str(SECONDS)], capture_output=True, text=True,
-                              timeout=SECONDS + 60, env=env, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, target, "--mutate", str(SECONDS)],
+            capture_output=True,
+            text=True,
+            timeout=SECONDS + 60,
+            env=env,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         execs = int(re.search(r"'execs': (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
     assert execs > 10_000  # it really ran

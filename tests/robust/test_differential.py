@@ -101,11 +101,28 @@ def by_h11(data: bytes) -> Outcome:
 
 
 # --- generating responses ---------------------------------------------------------------------------
-GOOD_STATUS = [b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found", b"HTTP/1.0 200 OK", b"HTTP/1.1 503 Busy",
-               b"HTTP/1.1 200", b"HTTP/1.1 418 I'm a teapot", b"HTTP/1.1 204 No Content",
-               b"HTTP/1.1 304 Not Modified", b"HTTP/1.1 302 Found"]
-BAD_STATUS = [b"HTTP/1.1 20 OK", b"HTTP/1.1 200OK", b"XTTP/1.1 200 OK", b"HTTP/1.1 2x0 OK", b"http/1.1 200 OK",
-              b"HTTP/1.1  200 OK", b"HTTP/1 200 OK", b" HTTP/1.1 200 OK", b"HTTP/1.1 099 Low"]
+GOOD_STATUS = [
+    b"HTTP/1.1 200 OK",
+    b"HTTP/1.1 404 Not Found",
+    b"HTTP/1.0 200 OK",
+    b"HTTP/1.1 503 Busy",
+    b"HTTP/1.1 200",
+    b"HTTP/1.1 418 I'm a teapot",
+    b"HTTP/1.1 204 No Content",
+    b"HTTP/1.1 304 Not Modified",
+    b"HTTP/1.1 302 Found",
+]
+BAD_STATUS = [
+    b"HTTP/1.1 20 OK",
+    b"HTTP/1.1 200OK",
+    b"XTTP/1.1 200 OK",
+    b"HTTP/1.1 2x0 OK",
+    b"http/1.1 200 OK",
+    b"HTTP/1.1  200 OK",
+    b"HTTP/1 200 OK",
+    b" HTTP/1.1 200 OK",
+    b"HTTP/1.1 099 Low",
+]
 
 
 @st.composite
@@ -125,14 +142,18 @@ def responses(draw: st.DrawFn) -> tuple[bytes, frozenset[str]]:
         n_cl = draw(st.integers(1, 2))
         delta = draw(st.sampled_from([0, 0, 0, -1, 1, 5]))
         cl = max(0, body_len + delta)
-        val = draw(st.sampled_from([b"%d" % cl, b"%d" % cl, b"0%d" % cl, b"%d, %d" % (cl, cl), b"+%d" % cl, b"x"]))
+        val = draw(
+            st.sampled_from([b"%d" % cl, b"%d" % cl, b"0%d" % cl, b"%d, %d" % (cl, cl), b"+%d" % cl, b"x"])
+        )
         if b"," in val:
             feats.add("cl_list")
         for i in range(n_cl):
             v = val if i == 0 else draw(st.sampled_from([val, b"%d" % (cl + 1)]))
             lines.append(b"Content-Length:" + draw(st.sampled_from([b" ", b"", b"  ", b"\t"])) + v)
     if framing in ("chunked", "both"):
-        lines.append(b"Transfer-Encoding: " + draw(st.sampled_from([b"chunked", b"Chunked", b"gzip, chunked"])))
+        lines.append(
+            b"Transfer-Encoding: " + draw(st.sampled_from([b"chunked", b"Chunked", b"gzip, chunked"]))
+        )
         if b"gzip" in lines[-1]:
             feats.add("te_not_chunked")  # h11 refuses gzip even before chunked
     if framing == "te_other":
@@ -154,12 +175,26 @@ def responses(draw: st.DrawFn) -> tuple[bytes, frozenset[str]]:
             feats.add("bare_lf_chunk")
         parts = []
         for size in chunks:
-            size_txt = draw(st.sampled_from([b"%x" % size, b"%X" % size, b"%x;ext=1" % size, b"%x ;e" % size,
-                                             b"%x  " % size, b"-%x" % size, b"%xg" % size, b"0x%x" % size]))
+            size_txt = draw(
+                st.sampled_from(
+                    [
+                        b"%x" % size,
+                        b"%X" % size,
+                        b"%x;ext=1" % size,
+                        b"%x ;e" % size,
+                        b"%x  " % size,
+                        b"-%x" % size,
+                        b"%xg" % size,
+                        b"0x%x" % size,
+                    ]
+                )
+            )
             data = b"c" * size
             term = draw(st.sampled_from([ceol, ceol, ceol, b"", b"XX"]))
             parts.append(size_txt + ceol + data + term)
-        last = draw(st.sampled_from([b"0" + ceol + ceol, b"0;end" + ceol + b"X-T: 1" + ceol + ceol, b"0" + ceol, b""]))
+        last = draw(
+            st.sampled_from([b"0" + ceol + ceol, b"0;end" + ceol + b"X-T: 1" + ceol + ceol, b"0" + ceol, b""])
+        )
         body = b"".join(parts) + last
         if last == b"0" + ceol:
             feats.add("trailer_lines")  # whatever follows is read as trailer lines

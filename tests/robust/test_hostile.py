@@ -136,7 +136,14 @@ def test_slowloris_one_byte_a_second(engine: ModuleType) -> None:
 # --- not HTTP/1.x ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "status_line",
-    [b"SPDY/9 nope", b"HTTP/1.1 2OO OK", b"HTTP/1.1 099 Low", b"HTTP/1.1  200 OK", b"HTTP/11 200 OK", b"\x00\xff"],
+    [
+        b"SPDY/9 nope",
+        b"HTTP/1.1 2OO OK",
+        b"HTTP/1.1 099 Low",
+        b"HTTP/1.1  200 OK",
+        b"HTTP/11 200 OK",
+        b"\x00\xff",
+    ],
 )
 def test_garbage_status_line(engine: ModuleType, status_line: bytes) -> None:
     r, _ = hostile(engine, lambda q: [status_line + b"\r\nContent-Length: 0\r\n\r\n"])
@@ -151,6 +158,15 @@ def test_http09_reply(engine: ModuleType, then: str) -> None:
     r, took = hostile(engine, lambda q: [b"<html>hello</html>\n", then], timeout_s=2.0)
     assert r.errors == {"malformed": 2}
     assert took < 1.5  # two calls, no timeout waited
+
+
+def test_bare_lf_line_ends(engine: ModuleType) -> None:
+    """LF instead of CRLF everywhere (RFC 9112 §2.2: a recipient MAY accept it; h11 does in the
+    head): both engines frame it exactly (the Python engine used to wait for CRLF CRLF)."""
+    resp = b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n5\nhello\n0\n\n"
+    r, _ = hostile(engine, lambda q: [resp], n=3)
+    assert r.codes == {200: 3} and r.errors == {}
+    assert r.total_size.max == len(resp) and r.sockets == [1]
 
 
 # --- big heads --------------------------------------------------------------------------------------
@@ -203,7 +219,7 @@ def test_bad_chunk_size(engine: ModuleType, size_line: bytes) -> None:
 
 
 def test_chunk_extensions_and_trailers(engine: ModuleType) -> None:
-    body = b"5;name=value;x=\"q\"\r\nhello\r\n3 ; e\r\nabc\r\n0;last\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n"
+    body = b'5;name=value;x="q"\r\nhello\r\n3 ; e\r\nabc\r\n0;last\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n'
     r, _ = hostile(engine, lambda q: [CHUNKED + body], n=3)
     assert r.codes == {200: 3} and r.errors == {}
     assert r.total_size.min == r.total_size.max == len(CHUNKED) + len(body)
@@ -339,7 +355,8 @@ def test_response_before_request_sent(engine: ModuleType, drain: bool) -> None:
     try:
         port = srv.port
         req = (
-            f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         t0 = time.monotonic()
         r = run(engine, make_cfg(port, n=2, c=1, timeout_s=5.0, request=req), limit=15)
