@@ -86,7 +86,10 @@ class EnvoyObserver:
         codes = dict(getattr(er, "codes", {}) or {})
         overloaded = dict(getattr(er, "overloaded", {}) or {})
         in_flight = int(getattr(er, "abandoned", 0) or 0)
-        self.finish(ClientView(codes=codes, overloaded=overloaded, in_flight_at_end=in_flight))
+        known = getattr(result, "source", "loadgen") != "fortio"  # fortio's JSON has no such header count
+        self.finish(
+            ClientView(codes=codes, overloaded=overloaded, in_flight_at_end=in_flight, overloaded_known=known)
+        )
 
     def finish(self, view: ClientView) -> Verdict:
         """Compute deltas (first → last good snapshot) and the verdict for ``view``."""

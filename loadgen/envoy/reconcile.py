@@ -32,11 +32,17 @@ Status = Literal["exact", "within_tolerance", "unexplained"]
 
 @dataclass
 class ClientView:
-    """What the client saw. ``overloaded[code]`` counts responses with ``x-envoy-overloaded``."""
+    """What the client saw. ``overloaded[code]`` counts responses with ``x-envoy-overloaded``.
+
+    ``overloaded_known`` is False when the client's tool does not report that header (fortio's
+    JSON): then as many 503s as Envoy counted rejections are attributed to the circuit breaker by
+    count, and the sentence says so.
+    """
 
     codes: dict[int, int] = field(default_factory=dict)
     overloaded: dict[int, int] = field(default_factory=dict)
     in_flight_at_end: int = 0
+    overloaded_known: bool = True
 
 
 @dataclass
@@ -81,11 +87,14 @@ def reconcile(
 ) -> Verdict:
     """Compare the client's 503s with Envoy's counters (summed over the given clusters / HCMs)."""
     c503 = int(client.codes.get(503, 0))
-    ov503 = int(client.overloaded.get(503, 0))
-    ov_other = sum(int(v) for k, v in client.overloaded.items() if k != 503)
     pend = _sum(cluster_deltas, "upstream_rq_pending_overflow")
     act = _sum(cluster_deltas, "upstream_rq_active_overflow")
     rej = pend + act
+    if client.overloaded_known:
+        ov503 = int(client.overloaded.get(503, 0))
+        ov_other = sum(int(v) for k, v in client.overloaded.items() if k != 503)
+    else:  # attribute by count: the header is not known
+        ov503, ov_other = min(c503, rej), 0
     retry = _sum(cluster_deltas, "upstream_rq_retry_overflow")
     cxo = _sum(cluster_deltas, "upstream_cx_overflow")
     up503 = _sum(cluster_deltas, "upstream_rq_503")
@@ -170,6 +179,8 @@ def reconcile(
         if retry:
             rest.append(f"retry overflow +{retry} (those requests got the upstream's own response)")
         sentence = head + ("; " + "; ".join(rest) if rest else "")
+        if not client.overloaded_known:
+            sentence += " (attributed by count: the client's tool does not report x-envoy-overloaded)"
         if status == "unexplained":
             sentence += f" — UNEXPLAINED: {reason}"
         elif status == "within_tolerance":

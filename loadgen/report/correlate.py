@@ -89,12 +89,15 @@ def verdicts(frames: Frames) -> pd.DataFrame:
     """One row per run that has Envoy data (see the module docstring); columns :data:`VERDICT_COLUMNS`."""
     rows: list[dict[str, Any]] = []
     runs = frames.runs[frames.runs["has_envoy"]]
-    for run, variant, abandoned in zip(runs["run"], runs["variant"], runs["abandoned"], strict=False):
+    for run, variant, abandoned, source in zip(
+        runs["run"], runs["variant"], runs["abandoned"], runs["source"], strict=False
+    ):
         c = frames.codes[frames.codes["run"] == run]
         view = ClientView(
             codes={int(k): int(v) for k, v in zip(c["code"], c["count"], strict=False)},
             overloaded={int(k): int(v) for k, v in zip(c["code"], c["overloaded"], strict=False) if v},
             in_flight_at_end=int(abandoned),
+            overloaded_known=source != "fortio",
         )
         cl, http = _deltas(frames, run)
         v = reconcile(view, cl, http)

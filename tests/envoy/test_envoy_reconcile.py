@@ -84,3 +84,19 @@ def test_no_503s() -> None:
     v = reconcile(ClientView({200: 30}, {}), cl(upstream_cx_overflow=3))
     assert v.status == "exact"
     assert v.sentence == "no 503s, and Envoy counted no circuit-breaker rejections"
+
+
+def test_fortio_client_without_header_counts_is_attributed_by_count() -> None:
+    from loadgen.envoy.reconcile import ClientView, reconcile
+
+    cl = {"c": {"upstream_rq_pending_overflow": 11, "upstream_rq_503": 11}}
+    v = reconcile(ClientView(codes={200: 19, 503: 11}, overloaded={}, overloaded_known=False), cl)
+    assert v.status == "exact" and v.client_503_overloaded == 11
+    assert "11 of 11 503s are circuit-breaker rejections" in v.sentence
+    assert "attributed by count" in v.sentence
+    # the same numbers from a client that does report the header, but saw none: unexplained
+    v = reconcile(ClientView(codes={200: 19, 503: 11}, overloaded={}), cl)
+    assert v.status == "unexplained"
+    # fortio, but more 503s than Envoy's counters explain
+    v = reconcile(ClientView(codes={200: 15, 503: 15}, overloaded_known=False), cl)
+    assert v.status == "unexplained" and v.unexplained_503 == 4

@@ -120,6 +120,44 @@ def test_stats_via_exec_reconciled(istio_envoy, kube, kubeconfig, tmp_path):
     )
 
 
+def test_done_when_with_the_fortio_pod(istio_envoy, kube, kubeconfig, tmp_path):
+    # the issue's own command line: the Istio sample's fortio pod runs the load; fortio's JSON has
+    # no x-envoy-overloaded counts, so the 503s are attributed to the circuit breaker by count
+    e = istio_envoy(True)
+    out = tmp_path / "r.json"
+    url = f"http://127.0.0.1:{e.port('0.0.0.0_8000')}/get"
+    p = run_cli(
+        "load",
+        "-kubeconfig",
+        kubeconfig,
+        "-c",
+        "3",
+        "-qps",
+        "0",
+        "-n",
+        "30",
+        "-json",
+        str(out),
+        "-via",
+        "exec://default/deploy/fortio",
+        "-envoy-admin",
+        "exec://default/deploy/fortio?container=istio-proxy",
+        url,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["Loadgen"]["Source"] == "fortio"
+    v = d["Loadgen"]["Envoy"]["Verdict"]
+    codes = {int(k): n for k, n in d["RetCodes"].items()}
+    assert sum(codes.values()) == 30
+    assert v["Client503"] == codes.get(503, 0) == v["PendingOverflow"] + v["ActiveOverflow"]
+    assert v["Status"] == "exact", v
+    if codes.get(503):
+        assert "attributed by count" in v["Sentence"]
+    assert "Circuit breaker (Envoy admin exec://default/deploy/fortio?container=istio-proxy" in p.stderr
+
+
 def test_stats_via_port_forward(istio_envoy, kube, kubeconfig, tmp_path):
     e = istio_envoy(True)
     out = tmp_path / "r.json"
