@@ -171,13 +171,17 @@ def _line_groups(a: Analysis) -> dict[str, list[str]]:
     return {vs.variant: vs.runs for vs in a.variants}
 
 
+MIN_TIMELINE_SECONDS = 3
+
+
 def _timeline_runs(a: Analysis) -> list[str]:
     tl = a.frames.timeline
     if tl.empty:
         return []
     n = tl.groupby("run")["t"].count()
     runs = a.frames.runs.set_index("run")
-    cand = [r for r in runs.index if n.get(r, 0) >= 1]
+    # a timeline needs a few seconds to say anything; sub-second runs are left to the tables
+    cand = [r for r in runs.index if n.get(r, 0) >= MIN_TIMELINE_SECONDS]
     # prefer runs with Envoy data, then the longest, then the highest load
     cand.sort(
         key=lambda r: (
@@ -284,6 +288,12 @@ def render_html(a: Analysis, title: str = "loadgen report") -> str:
             )
         )
     tls = _timeline_runs(a)
+    if not tls:
+        out.append('<h2 id="timelines">Timelines</h2>')
+        out.append(
+            f'<p class="note">No run lasted {MIN_TIMELINE_SECONDS} s or more: per-second timelines are '
+            "drawn for longer runs only (use -t).</p>"
+        )
     if tls:
         out.append('<h2 id="timelines">Timelines</h2>')
         if len(runs) > len(tls):
