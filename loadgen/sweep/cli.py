@@ -266,7 +266,8 @@ def parse(argv: list[str]) -> Plan:
         base = replace(base, envoy_admin=target.admin_url())
     from loadgen.runner import prepare
 
-    prepare(replace(base, allow_initial_errors=True))  # the URL, engine and options, before any change
+    if not base.via:  # -via runs the load elsewhere: the URL is the one its pods see
+        prepare(replace(base, allow_initial_errors=True))  # the URL, engine and options, before any change
     return Plan(base, cs, qpss, variants, target, slo, slo_steps, trip_rate, out_dir, report, md)
 
 
