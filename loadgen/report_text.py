@@ -32,7 +32,7 @@ from loadgen.engine_api import ERROR_KINDS, EngineConfig
 from loadgen.errors import UsageError
 from loadgen.fortio_hist import counter_line, go_duration, go_g, seconds_to_ns, target_line
 from loadgen.options import LoadOptions
-from loadgen.results import RunResult
+from loadgen.results import RunResult, redact_url
 from loadgen.schedule import Plan
 from loadgen.version import __version__
 
@@ -79,6 +79,7 @@ class PreparedRun(Protocol):
 
 def header_lines(opts: LoadOptions, url: str, num_threads: int, procs: int, lvl: int) -> list[str]:
     """fortio's first two lines: ``... running at ...`` and ``Starting at ...``."""
+    url = redact_url(url)  # never print a password given in the URL
     qps_flag = opts.qps
     first = f"Loadgen {__version__} running at {go_g(qps_flag)} queries per second, {procs}->{procs} procs"
     if opts.exactly > 0:

@@ -273,7 +273,7 @@ class RunResult:
         """The usual constructor: derives fortio's requested strings, labels and ID inputs."""
         if start_time.tzinfo is None:
             start_time = start_time.astimezone()
-        url = url or opts.url
+        url = redact_url(url or opts.url)  # a password in the URL never reaches a report
         count = eres.service.count or eres.count
         lab = opts.labels if labels is None else labels
         return cls(

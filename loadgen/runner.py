@@ -85,6 +85,31 @@ def _check_writable(path: str, what: str) -> None:
         os.unlink(probe)
 
 
+FD_HEADROOM = 64  # descriptors besides the connections: epoll, timers, files, Python itself
+
+
+def ensure_open_files(connections: int) -> None:
+    """Make room for ``connections`` sockets: raise the soft open-file limit up to the hard one
+    when needed, or refuse with one clear line when even the hard limit is too low."""
+    import resource
+
+    need = connections + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise UsageError(
+            f"-c {connections} needs about {need} open files but the limit is {hard} "
+            f"(raise it with 'ulimit -n {need}' or lower -c)"
+        )
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    except (ValueError, OSError) as exc:
+        raise UsageError(
+            f"-c {connections} needs about {need} open files; cannot raise the limit of {soft}: {exc}"
+        ) from None
+
+
 def prepare(opts: LoadOptions) -> Prepared:
     """Validate and resolve everything that can fail before the run starts (exit 2 errors)."""
     # --- k8s hook: a k8s:// target is sent to a local port-forward relay with the in-cluster Host ---
@@ -107,6 +132,7 @@ def prepare(opts: LoadOptions) -> Prepared:
     ip = resolve(target) if relay is None else "127.0.0.1"
     request = build_request(opts, target)
     pl = schedule.plan(opts.connections, opts.qps, opts.duration_s, opts.exactly, opts.uniform)
+    ensure_open_files(sum(1 for c in pl.calls if c != 0))  # connections that will open sockets
     threads = opts.threads or min(os.cpu_count() or 1, pl.connections)
     threads = max(1, min(threads, pl.connections))
     method = method_of(opts)
