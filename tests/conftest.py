@@ -8,6 +8,7 @@ built); ``any_engine`` adds "httpx" for the tests whose semantics it shares. Ser
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import settings as _hyp_settings
+
+# CI runs property tests on a fixed sequence of examples (a red CI run must be reproducible);
+# developers get fresh random examples on every run.
+_hyp_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    _hyp_settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -30,7 +30,9 @@ def test_circuit_breaker_reconciles_exactly(engine: str) -> None:
     o = run_scenario("circuit-breaker", engine=engine, err=err)
     text = err.getvalue()
     assert not o.failed, text
-    assert [c.verdict for c in o.checks].count("PASS") == len(o.checks)
+    # every check passes, except that a few overflows at -c 2 (connection churn) are only a WARN
+    assert all(c.verdict == "PASS" for c in o.checks if not c.name.endswith("trips"))
+    assert all(c.verdict in ("PASS", "WARN") for c in o.checks)
     # the lab's two loads, each reconciled: the text carries fortio's report and the verdict line
     assert "Code 200 :" in text and "Circuit breaker (Envoy admin" in text
     assert "503s are circuit-breaker rejections" in text

@@ -46,6 +46,8 @@ DIFFERENCES: dict[str, str] = {
     "(RFC 9112 §2.2 lets a recipient accept a bare LF); h11 accepts it in the head only",
     "trailer_lines": "trailer lines are skipped up to the empty line, not parsed (they never matter to "
     "the framing, and the contract discards them); h11 parses them as header fields",
+    "chunk_ext_bws": "whitespace before a chunk extension's ';' is accepted: RFC 9112 §7.1.1 allows BWS "
+    "there (chunk-ext = *( BWS \";\" BWS chunk-ext-name ...)); h11 rejects it",
     "http_version": "any HTTP/d.d version is framed as HTTP/1.1 (the engine only speaks HTTP/1); "
     "h11 rejects versions other than 1.x",
 }
@@ -189,6 +191,8 @@ def responses(draw: st.DrawFn) -> tuple[bytes, frozenset[str]]:
                     ]
                 )
             )
+            if size_txt.endswith(b" ;e"):
+                feats.add("chunk_ext_bws")
             data = b"c" * size
             term = draw(st.sampled_from([ceol, ceol, ceol, b"", b"XX"]))
             parts.append(size_txt + ceol + data + term)
