@@ -47,7 +47,7 @@ DIFFERENCES: dict[str, str] = {
     "trailer_lines": "trailer lines are skipped up to the empty line, not parsed (they never matter to "
     "the framing, and the contract discards them); h11 parses them as header fields",
     "chunk_ext_bws": "whitespace before a chunk extension's ';' is accepted: RFC 9112 §7.1.1 allows BWS "
-    "there (chunk-ext = *( BWS \";\" BWS chunk-ext-name ...)); h11 rejects it",
+    'there (chunk-ext = *( BWS ";" BWS chunk-ext-name ...)); h11 rejects it',
     "http_version": "any HTTP/d.d version is framed as HTTP/1.1 (the engine only speaks HTTP/1); "
     "h11 rejects versions other than 1.x",
 }
