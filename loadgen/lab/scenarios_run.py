@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import http.client
 import io
-import json
 import math
 import os
 import re
@@ -794,4 +793,4 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-__all__ = ["SCENARIOS", "Outcome", "json", "proportion_check", "run_main", "run_scenario", "wilson"]
+__all__ = ["SCENARIOS", "Outcome", "proportion_check", "run_main", "run_scenario", "wilson"]
