@@ -47,7 +47,9 @@ from loadgen.version import __version__
 
 REDACTED = "REDACTED"
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-_SENSITIVE_KEY = re.compile(r"user|pass|secret|token|auth|cookie|credential", re.IGNORECASE)
+_SENSITIVE_KEY = re.compile(
+    r"user|pass|secret|token|auth|cookie|credential|api[-_]?key|session|signature|sig$", re.IGNORECASE
+)
 
 # name in "Loadgen.Recorders" -> EngineResult attribute
 _RECORDERS: tuple[tuple[str, str], ...] = (
@@ -128,19 +130,30 @@ def default_labels(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Replace the password of ``user:password@host`` by REDACTED."""
+    """Replace the password of ``user:password@host``, and the values of query parameters whose
+    name looks like a credential (``token``, ``api_key``, ``signature``...), by REDACTED."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}")
+    if parts.query:
+        items = []
+        for item in parts.query.split("&"):
+            k, eq, _ = item.partition("=")
+            items.append(f"{k}={REDACTED}" if eq and _SENSITIVE_KEY.search(k) else item)
+        parts = parts._replace(query="&".join(items))
+    return urlunsplit(parts)
 
 
 def redact_headers(headers: tuple[tuple[str, str], ...]) -> list[list[str]]:
-    return [[k, REDACTED if k.strip().lower() in SENSITIVE_HEADERS else v] for k, v in headers]
+    """Header values redacted when the name is a credential (Authorization, Cookie, X-Api-Key, ...)."""
+    return [
+        [k, REDACTED if k.strip().lower() in SENSITIVE_HEADERS or _SENSITIVE_KEY.search(k) else v]
+        for k, v in headers
+    ]
 
 
 def requested_qps_str(qps: float) -> str:

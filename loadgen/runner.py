@@ -110,6 +110,16 @@ def ensure_open_files(connections: int) -> None:
         ) from None
 
 
+def check_outputs(opts: LoadOptions) -> None:
+    """Every output file can be written: checked before the run starts, never after it."""
+    _check_writable(opts.json_path, "-json file")
+    _check_writable(opts.hdr_out, "-hdr-out file")
+    _check_writable(opts.access_log_file, "-access-log-file")
+    _check_writable(opts.report_path, "-report file")
+    if opts.auto_save and not os.path.isdir(opts.data_dir):
+        raise UsageError(f"-data-dir {opts.data_dir!r} does not exist")
+
+
 def prepare(opts: LoadOptions) -> Prepared:
     """Validate and resolve everything that can fail before the run starts (exit 2 errors)."""
     # --- k8s hook: a k8s:// target is sent to a local port-forward relay with the in-cluster Host ---
@@ -123,12 +133,13 @@ def prepare(opts: LoadOptions) -> Prepared:
         target = parse_url(opts.url)
     # --- end k8s hook ---
     name, warn = engines.choose(opts.engine, target.scheme, h2=opts.h2, stdclient=opts.stdclient)
-    _check_writable(opts.json_path, "-json file")
-    _check_writable(opts.hdr_out, "-hdr-out file")
-    _check_writable(opts.access_log_file, "-access-log-file")
-    _check_writable(opts.report_path, "-report file")
-    if opts.auto_save and not os.path.isdir(opts.data_dir):
-        raise UsageError(f"-data-dir {opts.data_dir!r} does not exist")
+    check_outputs(opts)
+    if name == "httpx":
+        for k, v in opts.headers:
+            if not (k + v).isascii():
+                raise UsageError(
+                    f"invalid header {k!r}: the httpx engine sends ASCII header names and values only"
+                )
     ip = resolve(target) if relay is None else "127.0.0.1"
     request = build_request(opts, target)
     pl = schedule.plan(opts.connections, opts.qps, opts.duration_s, opts.exactly, opts.uniform)
@@ -407,11 +418,13 @@ def write_hdr_log(result: RunResult, path: str) -> None:
     stamp = dt.datetime.fromtimestamp(start_ms / 1000, dt.timezone.utc).isoformat(" ")
     buf.write(f"#[StartTime: {start_ms / 1000:.3f} (seconds since epoch), {stamp}]\n")
     w.output_legend()
+    # interval lines written by hand too: hdrh's writer integer-divides the max by its unit ratio,
+    # which prints 0.000 for any sub-millisecond run
+    length = max(0.0, (end_ms - start_ms) / 1000.0)
     for rec in (er.latency, er.service):
-        h = rec.hdr
-        h.set_start_time_stamp(start_ms)
-        h.set_end_time_stamp(end_ms)
-        w.output_interval_histogram(h, max_value_unit_ratio=1000.0)
+        payload = rec.hdr.encode()
+        text = payload.decode("ascii") if isinstance(payload, bytes) else str(payload)
+        buf.write(f"{start_ms / 1000.0:.3f},{length:.3f},{rec.hdr.get_max_value() / 1000.0:.3f},{text}\n")
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write(buf.getvalue())

@@ -7,9 +7,10 @@ every call. This module does no I/O except name resolution.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from loadgen.errors import ResolveError, UsageError
 from loadgen.options import LoadOptions
@@ -17,6 +18,9 @@ from loadgen.version import __version__
 
 USER_AGENT = f"loadgen/{__version__}"
 SCHEMES = ("http", "https")
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (a method)
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,11 @@ def parse_url(url: str) -> Target:
         port = 80 if scheme == "http" else 443
     if not 0 < port < 65536:
         raise UsageError(f"invalid URL {url!r}: port {port} out of range")
-    path = parts.path or "/"
+    # percent-encode what may not stand in a request line (spaces, non-ASCII as UTF-8), leaving
+    # existing %XX escapes and the reserved characters alone: every engine sends the same bytes
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe=_QUERY_SAFE)
     return Target(scheme=scheme, host=host, port=port, path=path, url=raw)
 
 
@@ -80,6 +86,8 @@ def resolve(target: Target) -> str:
 
 def method_of(opts: LoadOptions) -> str:
     if opts.method:
+        if not _TOKEN.match(opts.method):
+            raise UsageError(f"invalid -X {opts.method!r}: a method is one token like GET, POST, PURGE")
         return opts.method.upper()
     return "POST" if (opts.payload or opts.content_type) else "GET"
 

@@ -85,13 +85,22 @@ def _cmd_version(argv: list[str]) -> int:
 
 
 def _cmd_help(argv: list[str]) -> int:
-    if argv and argv[0] in ("load", "curl"):
+    if not argv:
+        print(USAGE, end="")
+        return 0
+    if argv[0] in ("load", "curl"):
         from loadgen.cli.load import load_help
 
         print(load_help())
         return 0
-    print(USAGE, end="")
-    return 0
+    fn = COMMANDS.get(argv[0])
+    if fn is None or argv[0] == "help":
+        print(f"loadgen: unknown command {argv[0]!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    if argv[0] == "version":
+        print("usage: loadgen version")
+        return 0
+    return fn(["-h"])
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {

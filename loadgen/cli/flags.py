@@ -7,6 +7,7 @@ This module only turns argv into :class:`~loadgen.options.LoadOptions`; it runs 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import fields
 
@@ -22,11 +23,12 @@ LOGLEVELS = ("Debug", "Verbose", "Info", "Warning", "Error", "Critical", "Fatal"
 def parse_duration(text: str, flag: str = "duration") -> float:
     """Go/fortio durations (``1m30s``, ``250ms``, ``1d4h``); a bare number means seconds."""
     try:
-        return parse_seconds(text, bare_seconds=True)
+        value = parse_seconds(text, bare_seconds=True)
     except ValueError:
-        raise UsageError(
-            f"invalid value {text!r} for -{flag}: expected a duration like 10s, 1m30s, 250ms"
-        ) from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"invalid value {text!r} for -{flag}: expected a duration like 10s, 1m30s, 250ms")
+    return value
 
 
 def parse_bool(text: str, flag: str) -> bool:
@@ -123,9 +125,12 @@ def _int(text: str, flag: str) -> int:
 
 def _float(text: str, flag: str) -> float:
     try:
-        return float(text.strip())
+        value = float(text.strip())
     except ValueError:
-        raise UsageError(f"invalid value {text!r} for -{flag}: expected a number") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"invalid value {text!r} for -{flag}: expected a number")
+    return value
 
 
 def to_options(
@@ -168,6 +173,8 @@ def to_options(
             raise UsageError(f"cannot read -payload-file {path!r}: {exc.strerror}") from None
     elif "payload-size" in payloads:
         n = _int(payloads["payload-size"], "payload-size")
+        if n > MAX_PAYLOAD:
+            raise UsageError(f"invalid value {n} for -payload-size: at most {MAX_PAYLOAD:,} bytes")
         if n < 0:
             raise UsageError(f"invalid value {n} for -payload-size: must be >= 0")
         kw["payload"] = os.urandom(n)
@@ -178,19 +185,39 @@ def to_options(
     return opts
 
 
+# Bounds that keep every value inside what the engines represent (int64 ns, C ints) and what a
+# machine can hold: a typo must give one line, never an allocation of gigabytes.
+MAX_CONNECTIONS = 1_000_000
+MAX_CALLS = 10**12
+MAX_DURATION_S = 30 * 86400.0  # -t
+MAX_TIMEOUT_S = 86400.0
+MAX_PERIOD_S = 86400.0  # one connection's time between two requests at -qps
+MAX_PAYLOAD = 64 * 1024 * 1024
+
+
 def validate(opts: LoadOptions) -> None:
     if opts.connections < 1:
         raise UsageError(f"invalid -c {opts.connections}: need at least 1 connection")
+    if opts.connections > MAX_CONNECTIONS:
+        raise UsageError(f"invalid -c {opts.connections}: at most {MAX_CONNECTIONS:,} connections")
     if opts.exactly < 0:
         raise UsageError(f"invalid -n {opts.exactly}: must be >= 0")
-    if opts.timeout_s <= 0:
-        raise UsageError(f"invalid -timeout {opts.timeout_s:g}s: must be > 0")
-    if opts.resolution <= 0:
-        raise UsageError(f"invalid -r {opts.resolution:g}: must be > 0")
+    if opts.exactly > MAX_CALLS:
+        raise UsageError(f"invalid -n {opts.exactly}: at most {MAX_CALLS:.0e} calls")
+    if opts.duration_s > MAX_DURATION_S:
+        raise UsageError(f"invalid -t {opts.duration_s:g}s: at most 30 days (-t 0 runs until interrupted)")
+    if opts.qps > 0 and opts.connections / opts.qps > MAX_PERIOD_S:
+        raise UsageError(f"invalid -qps {opts.qps:g}: less than one request per connection per day")
+    if opts.timeout_s <= 0 or opts.timeout_s > MAX_TIMEOUT_S:
+        raise UsageError(f"invalid -timeout {opts.timeout_s:g}s: must be > 0 and at most 1 day")
+    if not 1e-9 <= opts.resolution <= 3600:
+        raise UsageError(f"invalid -r {opts.resolution:g}: must be between 1e-9 and 3600 seconds")
+    if len(opts.payload) > MAX_PAYLOAD:
+        raise UsageError(f"payload of {len(opts.payload):,} bytes is too large (at most {MAX_PAYLOAD:,})")
     if opts.threads < 0:
         raise UsageError(f"invalid -threads {opts.threads}: must be >= 0")
-    if opts.stats_interval_s <= 0:
-        raise UsageError("invalid -stats-interval: must be > 0")
+    if not 0 < opts.stats_interval_s <= MAX_TIMEOUT_S:
+        raise UsageError("invalid -stats-interval: must be > 0 and at most 1 day")
     if opts.loglevel.capitalize() not in LOGLEVELS:
         raise UsageError(f"invalid -loglevel {opts.loglevel!r}: one of {', '.join(LOGLEVELS)}")
     if opts.abort_on < -1 or opts.abort_on > 999:

@@ -107,7 +107,11 @@ def reconcile(
     # the overload part: every header-carrying 503 should be one counted rejection
     d_ov = rej - ov503
     # the other part: plain 503s are the router's non-overflow 503s, plus fault aborts (any status)
-    explained_plain = min(plain, router_other + aborts)
+    # a fault abort answers with its configured status: the client's non-2xx codes other than 503
+    # absorb aborts first, so that a 500-abort fault never "explains" a 503
+    other_errors = sum(int(v) for k, v in client.codes.items() if k not in (503, -1) and not 200 <= k < 300)
+    aborts_503 = max(0, aborts - other_errors)
+    explained_plain = min(plain, router_other + aborts_503)
     unexplained_plain = plain - explained_plain
     surplus_plain = max(0, router_other - plain)  # Envoy counted more router 503s than the client saw
 

@@ -92,8 +92,9 @@ def envoy_observer(opts: LoadOptions) -> tuple[Any, Callable[[], None]]:
 def run_via(opts: LoadOptions, *, err: TextIO, out: TextIO, observers: list[Any]) -> tuple[RunResult, int]:
     """Run the load where ``-via`` says, then report/reconcile/write like a local run."""
     from loadgen import report_text
-    from loadgen.runner import exit_code, write_outputs
+    from loadgen.runner import check_outputs, exit_code, write_outputs
 
+    check_outputs(opts)  # before a possibly long remote run, as for a local one
     via = opts.via
     if opts.url.startswith("k8s://"):
         raise UsageError(

@@ -638,10 +638,27 @@ def cmd_show(argv: list[str]) -> int:
         for name in sorted(found):
             print(name)
         return 0
-    entry = found.get(ns.scenario.removesuffix(".yaml"))
+    name = ns.scenario.removesuffix(".yaml")
+    entry = found.get(name)
+    later: list[str] = []
+    if entry is None:  # a scenario of `lab run`: its first policy, and what its later steps apply
+        from loadgen.lab.scenarios_run import PLAN
+
+        scn = PLAN.get(name)
+        if scn is not None:
+            entry = found.get(scn.files["up"][0].removesuffix(".yaml"))
+            later = [f.removesuffix(".yaml") for step, fs in scn.files.items() if step != "up" for f in fs]
     if entry is None:
-        known = ", ".join(sorted(found)) or "none"
+        from loadgen.lab.scenarios_run import SCENARIOS
+
+        known = ", ".join(sorted(set(found) | set(SCENARIOS))) or "none"
         raise UsageError(f"unknown scenario {ns.scenario!r} (scenarios: {known})")
+    if later:
+        sys.stdout.write(
+            f"# 'loadgen lab run {name}' starts with this policy, then applies: "
+            + ", ".join(later)
+            + " ('loadgen lab show NAME'). With -f, your files replace all of them.\n"
+        )
     sys.stdout.write(entry.read_text())
     return 0
 

@@ -138,9 +138,13 @@ class Lab:
         self._cli = labcli
         self.dir = Path(tempfile.mkdtemp(prefix="loadgen-lab-"))
         self.keep = keep
-        inp = labcli.read_inputs(files, topology, "default")
-        self.spec = inp.spec
-        self.state = labcli.start_lab(inp, self.dir, admin_port=0, concurrency=1, timeout=timeout)
+        try:
+            inp = labcli.read_inputs(files, topology, "default")
+            self.spec = inp.spec
+            self.state = labcli.start_lab(inp, self.dir, admin_port=0, concurrency=1, timeout=timeout)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         st.save(self.state)
         self.extra: list[subprocess.Popen[bytes]] = []  # processes a scenario started itself
 
@@ -717,12 +721,11 @@ def run_scenario(
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
         files: dict[str, list[str]] = {}
-        for step, names in scn.files.items():
-            files[step] = (
-                list(user_files) if (user_files and step == "up") else stack.enter_context(packaged(names))
-            )
-        if user_files:  # the user's YAML replaces the whole policy: no later steps re-apply ours
-            files = {k: (list(user_files) if k == "up" else v) for k, v in files.items()}
+        if user_files:  # the user's YAML replaces the whole policy: the later steps are not applied
+            files["up"] = list(user_files)
+        else:
+            for step, names in scn.files.items():
+                files[step] = stack.enter_context(packaged(names))
         err.write(
             f"loadgen lab run {name}: starting the lab "
             f"({', '.join(os.path.basename(f) for f in files['up'])})\n"

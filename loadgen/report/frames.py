@@ -210,7 +210,10 @@ def frames_from_results(items: Iterable[tuple[RunResult, str]]) -> Frames:
     """Build :class:`Frames` from ``(result, file)`` pairs (``file`` may be empty)."""
     b = _Builder()
     for res, path in items:
-        b.add(res, path)
+        try:
+            b.add(res, path)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or corrupt file
+            raise UsageError(f"{path or 'run'}: not a loadgen/fortio HTTP result: {exc!r}") from exc
     return b.build()
 
 

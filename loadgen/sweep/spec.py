@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from loadgen.cli.flags import MAX_CONNECTIONS
 from loadgen.engine_api import is_ok
 from loadgen.errors import UsageError
 from loadgen.results import RunResult
@@ -56,6 +57,8 @@ def parse_c_list(text: str) -> list[int]:
             raise UsageError(f"invalid -c {text!r}: {p!r} is not a whole number") from None
         if v < 1:
             raise UsageError(f"invalid -c {text!r}: {v} connections (need at least 1)")
+        if v > MAX_CONNECTIONS:
+            raise UsageError(f"invalid -c {text!r}: at most {MAX_CONNECTIONS:,} connections")
         out.add(v)
     return sorted(out)
 

@@ -100,3 +100,15 @@ def test_fortio_client_without_header_counts_is_attributed_by_count() -> None:
     # fortio, but more 503s than Envoy's counters explain
     v = reconcile(ClientView(codes={200: 15, 503: 15}, overloaded_known=False), cl)
     assert v.status == "unexplained" and v.unexplained_503 == 4
+
+
+def test_a_500_abort_does_not_explain_a_503() -> None:
+    from loadgen.envoy.reconcile import ClientView, reconcile
+
+    # 10 fault aborts with status 500, and 3 plain 503s that no counter explains
+    http = {"outbound_0.0.0.0_8000": {"fault.aborts_injected": 10}}
+    v = reconcile(ClientView(codes={200: 87, 500: 10, 503: 3}), {"c": {}}, http)
+    assert v.status == "unexplained" and v.unexplained_503 == 3
+    # the same aborts configured as 503: they explain the 503s
+    v = reconcile(ClientView(codes={200: 90, 503: 10}), {"c": {}}, http)
+    assert v.status == "exact"
