@@ -134,3 +134,41 @@ def test_wilson_and_proportion_verdicts() -> None:
     assert proportion_check(760, 1000, 0.8)[1] == "WARN"  # outside 95 %, inside 99.9 %
     assert proportion_check(700, 1000, 0.8)[1] == "FAIL"
     assert proportion_check(200, 200, 1.0)[1] == "PASS"
+
+
+def test_routing_with_the_users_own_virtual_service(tmp_path: Path) -> None:
+    # the user's YAML (50/50 between v1 and v3 for everyone, v2 for a header) replaces every
+    # step; the checks derive from it: the header probe goes to v2, the rest splits 50/50
+    y = subprocess.run(
+        [sys.executable, "-m", "loadgen", "lab", "show", "routing-v1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    drs = "\n---\n".join(d for d in y.split("\n---\n") if "kind: DestinationRule" in d)
+    vs = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        x-canary: {exact: "yes"}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 50
+    - destination: {host: reviews, subset: v3}
+      weight: 50
+"""
+    (tmp_path / "mine.yaml").write_text(drs + "\n---\n" + vs)
+    err = io.StringIO()
+    o = run_scenario("routing", user_files=[str(tmp_path / "mine.yaml")], err=err)
+    assert not o.failed, err.getvalue()
+    names = [c.name for c in o.checks]
+    assert "initial: x-canary: yes" in names
+    assert any(n.endswith("-> v1") for n in names) and any(n.endswith("-> v3") for n in names)
+    assert not any(n.startswith(("jason", "80-20")) for n in names)  # the packaged steps are not applied

@@ -161,3 +161,28 @@ def test_authorization_never_reaches_any_output(echo: EchoServer, tmp_path: Path
         assert f.exists(), name
         assert secret not in f.read_text(errors="replace"), name
     assert "REDACTED" in files["json"].read_text()
+
+
+def test_a_full_disk_is_refused_before_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the probe file next to -json hits ENOSPC: the run must not start (no engine, exit 2)
+    import errno
+    import os
+
+    from loadgen import runner
+    from loadgen.errors import UsageError
+    from loadgen.options import LoadOptions
+
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        if len(data) >= 1024:  # the probe's 4 KB block, not pytest's own small writes
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    started: list[object] = []
+    monkeypatch.setattr(runner.engines, "start", lambda *a, **k: started.append(a))
+    with pytest.raises(UsageError, match="No space left on device"):
+        runner.execute(LoadOptions(url="http://127.0.0.1:9/", exactly=1, json_path=str(tmp_path / "r.json")))
+    assert not started
+    assert not list(tmp_path.iterdir())  # no probe left behind
