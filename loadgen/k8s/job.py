@@ -319,6 +319,7 @@ def worker_main(argv: list[str]) -> int:
 
 def _quit_sidecar() -> None:
     """Tell a classic (non-native) Istio sidecar to exit so the Job can complete; ignore any failure."""
-    req = urllib.request.Request("http://127.0.0.1:15020/quitquitquit", method="POST", data=b"")
+    url = os.environ.get("LOADGEN_SIDECAR_QUIT_URL", "http://127.0.0.1:15020/quitquitquit")
+    req = urllib.request.Request(url, method="POST", data=b"")
     with contextlib.suppress(Exception):
         urllib.request.urlopen(req, timeout=1.0).close()
