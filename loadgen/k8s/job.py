@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from loadgen.errors import RunError, UsageError
 from loadgen.k8s.client import Kube
 from loadgen.k8s.names import JobURL, split_evenly
-from loadgen.k8s.sidecar import STATS_ANNOTATION
+from loadgen.k8s.sidecar import PROXY_CONFIG
 from loadgen.options import LoadOptions
 from loadgen.results import RunResult, merge, requested_qps_str
 
@@ -67,8 +67,7 @@ def job_manifest(
     name: str, target: JobURL, load_args: list[str], start_at: float, deadline_s: int
 ) -> dict[str, Any]:
     n = target.replicas
-    stats_cfg = STATS_ANNOTATION.split("proxy.istio.io/config: |\n", 1)[1]
-    stats_cfg = "\n".join(line[6:] for line in stats_cfg.splitlines()) + "\n"
+    stats_cfg = PROXY_CONFIG
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [

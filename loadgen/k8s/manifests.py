@@ -10,7 +10,10 @@ What it is not: no apply (pipe it to ``kubectl apply -f -``).
 
 from __future__ import annotations
 
+import textwrap
+
 from loadgen.k8s.names import check_label
+from loadgen.k8s.sidecar import PROXY_CONFIG
 
 DEFAULT_IMAGE = "loadgen:latest"
 
@@ -44,14 +47,7 @@ spec:
         kubectl.kubernetes.io/default-container: loadgen
         # keep the outbound clusters' circuit-breaker stats (Istio drops them by default)
         proxy.istio.io/config: |
-          proxyStatsMatcher:
-            inclusionPrefixes:
-            - "cluster.outbound"
-            - "cluster_manager"
-            - "listener_manager"
-            - "server"
-            - "cluster.xds-grpc"
-    spec:
+{textwrap.indent(PROXY_CONFIG, " " * 10)}    spec:
       containers:
       - name: loadgen
         image: "{image}"

@@ -13,6 +13,7 @@ What it is not: no parsing of its own (that is :mod:`loadgen.envoy.stats`), no m
 
 from __future__ import annotations
 
+import textwrap
 import urllib.parse
 from typing import Any
 
@@ -23,18 +24,12 @@ from loadgen.k8s.client import Kube
 from loadgen.k8s.forward import Relay
 
 #: The pod annotation that makes Istio keep the outbound clusters' stats (fortio-deploy.yaml at istio HEAD).
-STATS_ANNOTATION = """\
-metadata:
-  annotations:
-    proxy.istio.io/config: |
-      proxyStatsMatcher:
-        inclusionPrefixes:
-        - "cluster.outbound"
-        - "cluster_manager"
-        - "listener_manager"
-        - "server"
-        - "cluster.xds-grpc"
-"""
+STATS_PREFIXES = ("cluster.outbound", "cluster_manager", "listener_manager", "server", "cluster.xds-grpc")
+#: The ``proxy.istio.io/config`` value (ProxyConfig YAML) that keeps those stats.
+PROXY_CONFIG = "proxyStatsMatcher:\n  inclusionPrefixes:\n" + "".join(f'  - "{p}"\n' for p in STATS_PREFIXES)
+STATS_ANNOTATION = "metadata:\n  annotations:\n    proxy.istio.io/config: |\n" + textwrap.indent(
+    PROXY_CONFIG, " " * 6
+)
 
 CB_STATS = (
     "upstream_rq_pending_overflow",
