@@ -24,12 +24,17 @@ def _engines() -> list[object]:
         return ["py"]
 
 
+def _failed(o: object) -> str:
+    checks = getattr(o, "checks", [])
+    return "; ".join(f"{c.name}: declared {c.declared}, observed {c.observed}" for c in checks if c.failed)
+
+
 @pytest.mark.parametrize("engine", _engines())
 def test_circuit_breaker_reconciles_exactly(engine: str) -> None:
     err = io.StringIO()
     o = run_scenario("circuit-breaker", engine=engine, err=err)
     text = err.getvalue()
-    assert not o.failed, text
+    assert not o.failed, _failed(o) + "\n" + text
     # every check passes, except that a few overflows at -c 2 (connection churn) are only a WARN
     assert all(c.verdict == "PASS" for c in o.checks if not c.name.endswith("trips"))
     assert all(c.verdict in ("PASS", "WARN") for c in o.checks)
@@ -48,7 +53,7 @@ def test_circuit_breaker_reconciles_exactly(engine: str) -> None:
 def test_scenario_consistent(name: str) -> None:
     err = io.StringIO()
     o = run_scenario(name, err=err)
-    assert not o.failed, err.getvalue()
+    assert not o.failed, _failed(o) + "\n" + err.getvalue()
     assert len(o.checks) >= 3
 
 
