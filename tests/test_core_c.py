@@ -430,7 +430,7 @@ def test_qps_pacing_accuracy(server: Callable[..., RawServer]) -> None:
     wall = time.monotonic() - t0
     assert 198 <= r.count <= 202
     assert r.codes == {200: r.count}
-    assert 0.95e9 <= r.elapsed_ns <= 1.15e9 and wall < 2.0
+    assert 0.95e9 <= r.elapsed_ns <= 1.5e9 and wall < 3.0  # upper bounds: slack for a shared machine
     assert r.sleep_count == r.count
     assert r.late <= r.count // 10
     assert r.latency.percentile(50) < 20e6  # ns; loopback with a thread-per-connection server

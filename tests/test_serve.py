@@ -339,14 +339,14 @@ def test_delay_is_honoured(client: Client) -> None:
     r = client.request("/?delay=250ms")
     elapsed = time.monotonic() - t0
     assert r.status == 200
-    assert 0.25 <= elapsed < 0.25 + 0.5
+    assert 0.25 <= elapsed < 0.25 + 1.0
 
 
 def test_delay_is_capped_by_max_delay(client: Client) -> None:
     t0 = time.monotonic()
     assert client.request("/?delay=5s").status == 200  # fixture's max_delay is 0.4 s
     elapsed = time.monotonic() - t0
-    assert 0.4 <= elapsed < 1.0
+    assert 0.4 <= elapsed < 1.5
 
 
 def test_probabilistic_delay(server: EchoServer) -> None:
@@ -358,7 +358,7 @@ def test_probabilistic_delay(server: EchoServer) -> None:
         t0 = time.monotonic()
         assert c.request("/?delay=30ms:40,1s:0").status == 200
         dt = time.monotonic() - t0
-        assert dt < 0.5  # the 1s entry has probability 0
+        assert dt < 0.9  # the 1s entry has probability 0
         delayed += dt >= 0.03
     c.close()
     assert binomial_ok(delayed, n, 40)
