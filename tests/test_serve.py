@@ -1,4 +1,4 @@
-"""Tests of ``loadgen serve`` (loadgen/serve.py) over real loopback sockets.
+"""Tests of ``loadgen serve`` (loadgen/serve/) over real loopback sockets.
 
 The client side is raw sockets for writing (so malformed and pipelined requests can be sent
 byte for byte) and ``h11`` for reading responses — never the server's own parser.
