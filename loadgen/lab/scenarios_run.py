@@ -19,263 +19,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import io
-import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from loadgen.errors import LoadgenError, RunError, UsageError
 from loadgen.lab import declared as decl
-from loadgen.lab import state as st
 from loadgen.lab import supervise as sv
-from loadgen.options import LoadOptions
+from loadgen.lab.harness import Ctx, Lab, deltas, load, stat, sum_http
+from loadgen.lab.verdicts import Outcome, proportion_check, render_table, wilson
 from loadgen.results import RunResult
 
 SCENARIOS = ("circuit-breaker", "routing", "fault-delay", "fault-abort", "mirror", "outlier")
-
-
-# ------------------------------------------------------------------------------ verdict table
-
-
-@dataclass
-class Check:
-    name: str
-    declared: str
-    observed: str
-    verdict: str  # PASS | WARN | FAIL
-
-    @property
-    def failed(self) -> bool:
-        return self.verdict == "FAIL"
-
-
-@dataclass
-class Outcome:
-    scenario: str
-    checks: list[Check] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def add(self, name: str, declared: str, observed: str, ok: bool | str) -> None:
-        verdict = ok if isinstance(ok, str) else ("PASS" if ok else "FAIL")
-        self.checks.append(Check(name, declared, observed, verdict))
-
-    @property
-    def failed(self) -> bool:
-        return any(c.failed for c in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "Scenario": self.scenario,
-            "Seconds": round(self.seconds, 2),
-            "Failed": self.failed,
-            "Checks": [c.__dict__ for c in self.checks],
-            "Runs": self.runs,
-        }
-
-
-def render_table(outcome: Outcome, out: TextIO) -> None:
-    rows = [("check", "declared", "observed", "verdict")] + [
-        (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks
-    ]
-    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
-    out.write(f"\nScenario {outcome.scenario}: declared policy vs observed ({outcome.seconds:.1f} s)\n")
-    for i, r in enumerate(rows):
-        out.write("  " + "  ".join(r[k].ljust(widths[k]) for k in range(3)) + f"  {r[3]}\n")
-        if i == 0:
-            out.write("  " + "  ".join("-" * w for w in widths) + "  -------\n")
-    fails = sum(c.failed for c in outcome.checks)
-    warns = sum(c.verdict == "WARN" for c in outcome.checks)
-    out.write(
-        f"  => {'CONTRADICTED' if fails else 'CONSISTENT'}: {len(outcome.checks) - fails - warns} pass, "
-        f"{warns} warn, {fails} fail\n"
-    )
-
-
-def wilson(k: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion k/n."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def proportion_check(k: int, n: int, declared: float) -> tuple[str, str]:
-    """(observed text, PASS|WARN|FAIL) for a measured k/n against a declared fraction."""
-    lo95, hi95 = wilson(k, n, 1.959964)
-    lo999, hi999 = wilson(k, n, 3.290527)
-    obs = f"{100 * k / n if n else 0:.1f} % of {n} (95% CI {100 * lo95:.1f}-{100 * hi95:.1f} %)"
-    eps = 1e-9
-    if lo95 - eps <= declared <= hi95 + eps:
-        return obs, "PASS"
-    if lo999 - eps <= declared <= hi999 + eps:
-        return obs, "WARN"
-    return obs, "FAIL"
-
-
-# ------------------------------------------------------------------------------ the lab
-
-
-class Lab:
-    """A lab for one scenario: a temporary state directory, started from YAML files."""
-
-    def __init__(self, files: list[str], topology: str | None, keep: bool, timeout: float = 30.0) -> None:
-        from loadgen.lab import cli as labcli
-
-        self._cli = labcli
-        self.dir = Path(tempfile.mkdtemp(prefix="loadgen-lab-"))
-        self.keep = keep
-        try:
-            inp = labcli.read_inputs(files, topology, "default")
-            self.spec = inp.spec
-            self.state = labcli.start_lab(inp, self.dir, admin_port=0, concurrency=1, timeout=timeout)
-        except BaseException:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            raise
-        st.save(self.state)
-        self.extra: list[subprocess.Popen[bytes]] = []  # processes a scenario started itself
-
-    def apply(self, files: list[str], topology: str | None = None) -> str:
-        inp = self._cli.read_inputs(files, topology, "default")
-        self.spec = inp.spec
-        how = self._cli.apply_lab(self.state, inp, self.dir, force_restart=False, timeout=30.0)
-        st.save(self.state)
-        return how
-
-    def url(self, short: str, path: str) -> str:
-        svc = self.service(short)
-        return self.state.services[svc.host].rstrip("/") + path
-
-    def service(self, short: str) -> Any:
-        for s in self.spec.services:
-            if s.short == short or s.host == short:
-                return s
-        raise UsageError(f"the scenario's YAML has no service {short!r}")
-
-    def cluster(self, short: str, subset: str = "") -> str:
-        return str(self.spec.cluster_name(self.service(short).host, subset))
-
-    def upstreams(self, short: str, subset: str | None = None) -> list[st.ProcRecord]:
-        host = self.service(short).host
-        return [
-            p
-            for p in self.state.procs
-            if p.role == "upstream" and p.host == host and (subset is None or p.subset == subset)
-        ]
-
-    def close(self) -> None:
-        if self.keep:
-            sys.stderr.write(
-                f"loadgen lab: kept the lab running (state dir {self.dir}); "
-                f"stop it with: loadgen lab down -state-dir {self.dir}\n"
-            )
-            return
-        envoys = [p for p in self.state.procs if p.role == "envoy"]
-        others = [p for p in self.state.procs if p.role != "envoy"]
-        sv.stop(envoys)
-        sv.stop(others)
-        for p in self.extra:  # stopped by PID, waited for
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@dataclass
-class Ctx:
-    lab: Lab
-    engine: str
-    err: TextIO
-    out: Outcome
-    verbose: bool
-    files: dict[str, list[str]]  # step name -> YAML files (packaged or the user's)
-
-
-def load(
-    ctx: Ctx,
-    label: str,
-    url: str,
-    *,
-    c: int,
-    n: int,
-    qps: float = 0.0,
-    headers: tuple[tuple[str, str], ...] = (),
-    timeout_s: float = 3.0,
-    cluster: str = "",
-    report: bool = False,
-) -> RunResult:
-    """One bounded load through the lab's Envoy, with its admin stats read around it."""
-    from loadgen.runner import execute
-
-    opts = LoadOptions(
-        url=url,
-        connections=c,
-        exactly=n,
-        qps=qps,
-        headers=headers,
-        timeout_s=timeout_s,
-        engine=ctx.engine,
-        envoy_admin=ctx.lab.state.admin_url,
-        envoy_cluster=f"^{re.escape(cluster)}$" if cluster else "",
-        stats_interval_s=0.5,
-        labels=label,
-        loglevel="Warning",
-        quiet=False,
-    )
-    sink = ctx.err if (report or ctx.verbose) else io.StringIO()
-    if report or ctx.verbose:
-        hdr = " ".join(f"-H '{k}: {v}'" for k, v in headers)
-        ctx.err.write(
-            f"\n$ loadgen load -c {c} -qps {qps:g} -n {n} {hdr + ' ' if hdr else ''}"
-            f"-envoy-admin {ctx.lab.state.admin_url} {url}\n"
-        )
-    result, _ = execute(opts, err=sink, out=io.StringIO(), progress=False)
-    er = result.engine_result
-    codes = " ".join(f"{k}:{v}" for k, v in sorted(er.codes.items()))
-    if not (report or ctx.verbose):
-        ctx.err.write(
-            f"  {label}: {er.count} calls, codes {codes}, p50 {er.service.percentile(50) / 1e6:.1f} ms, "
-            f"p99 {er.service.percentile(99) / 1e6:.1f} ms\n"
-        )
-    ctx.out.runs.append(
-        {"Label": label, "Url": url, "Codes": {str(k): v for k, v in er.codes.items()}, "Envoy": result.envoy}
-    )
-    return result
-
-
-def deltas(result: RunResult) -> dict[str, dict[str, int]]:
-    env = result.envoy or {}
-    return dict(env.get("Deltas") or {})
-
-
-def http_deltas(result: RunResult) -> dict[str, dict[str, int]]:
-    env = result.envoy or {}
-    return dict(env.get("HttpDeltas") or {})
-
-
-def stat(d: dict[str, dict[str, int]], cluster: str, name: str) -> int:
-    return int((d.get(cluster) or {}).get(name, 0))
-
-
-def sum_http(result: RunResult, name: str) -> int:
-    return sum(int(v.get(name, 0)) for v in http_deltas(result).values())
-
 
 # ------------------------------------------------------------------------------ scenarios
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.lab.scenarios_run import Ctx, Lab, Outcome, deltas, load, stat
+from loadgen.lab.harness import Ctx, Lab, deltas, load, stat
+from loadgen.lab.verdicts import Outcome
 
 VS = """\
 apiVersion: networking.istio.io/v1

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.lab.scenarios_run import SCENARIOS, proportion_check, run_scenario, wilson
+from loadgen.lab.scenarios_run import SCENARIOS, run_scenario
+from loadgen.lab.verdicts import proportion_check, wilson
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,90 @@
+"""The verdict table of ``loadgen lab run``: checks of *declared policy vs observed*, and the
+statistics behind the proportion checks (95 % Wilson interval: PASS inside, WARN between it and
+the 99.9 % interval, FAIL outside)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+# ------------------------------------------------------------------------------ verdict table
+
+
+@dataclass
+class Check:
+    name: str
+    declared: str
+    observed: str
+    verdict: str  # PASS | WARN | FAIL
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == "FAIL"
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    checks: list[Check] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, name: str, declared: str, observed: str, ok: bool | str) -> None:
+        verdict = ok if isinstance(ok, str) else ("PASS" if ok else "FAIL")
+        self.checks.append(Check(name, declared, observed, verdict))
+
+    @property
+    def failed(self) -> bool:
+        return any(c.failed for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Scenario": self.scenario,
+            "Seconds": round(self.seconds, 2),
+            "Failed": self.failed,
+            "Checks": [c.__dict__ for c in self.checks],
+            "Runs": self.runs,
+        }
+
+
+def render_table(outcome: Outcome, out: TextIO) -> None:
+    rows = [("check", "declared", "observed", "verdict")] + [
+        (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks
+    ]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
+    out.write(f"\nScenario {outcome.scenario}: declared policy vs observed ({outcome.seconds:.1f} s)\n")
+    for i, r in enumerate(rows):
+        out.write("  " + "  ".join(r[k].ljust(widths[k]) for k in range(3)) + f"  {r[3]}\n")
+        if i == 0:
+            out.write("  " + "  ".join("-" * w for w in widths) + "  -------\n")
+    fails = sum(c.failed for c in outcome.checks)
+    warns = sum(c.verdict == "WARN" for c in outcome.checks)
+    out.write(
+        f"  => {'CONTRADICTED' if fails else 'CONSISTENT'}: {len(outcome.checks) - fails - warns} pass, "
+        f"{warns} warn, {fails} fail\n"
+    )
+
+
+def wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion_check(k: int, n: int, declared: float) -> tuple[str, str]:
+    """(observed text, PASS|WARN|FAIL) for a measured k/n against a declared fraction."""
+    lo95, hi95 = wilson(k, n, 1.959964)
+    lo999, hi999 = wilson(k, n, 3.290527)
+    obs = f"{100 * k / n if n else 0:.1f} % of {n} (95% CI {100 * lo95:.1f}-{100 * hi95:.1f} %)"
+    eps = 1e-9
+    if lo95 - eps <= declared <= hi95 + eps:
+        return obs, "PASS"
+    if lo999 - eps <= declared <= hi999 + eps:
+        return obs, "WARN"
+    return obs, "FAIL"
