@@ -26,20 +26,20 @@ reading the given files.
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from loadgen.durations import parse_ns
 from loadgen.errors import UsageError
+from loadgen.lab import istio_fields as fr
+from loadgen.lab import istio_http as ih
+from loadgen.lab.istio_fields import Ctx, join, parse_duration
 from loadgen.lab.model import (
     DEFAULT_PORT,
     ConnectionPool,
+    ConsistentHash,
     Destination,
     DestinationRule,
     Fault,
@@ -92,170 +92,16 @@ _LB_POLICIES = {
     "UNSPECIFIED": None,
 }
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_MS = 1_000_000
 _MAX_U32 = 2**32 - 1
 
 
 # --------------------------------------------------------------------------- context and helpers
 
 
-@dataclass
-class _Ctx:
-    """Where we are: file, document, kind/name; collects warnings for the whole load."""
-
-    source: str
-    warnings: list[str]
-    document: int = 0
-    kind: str = ""
-    name: str = ""
-    namespace: str = "default"
-
-    def where(self) -> str:
-        if not self.document:
-            return self.source
-        what = (
-            f" ({self.kind} {self.name})"
-            if self.kind and self.name
-            else f" ({self.kind})"
-            if self.kind
-            else ""
-        )
-        return f"{self.source}: document {self.document}{what}"
-
-    def error(self, path: str, msg: str) -> UsageError:
-        return UsageError(f"{self.where()}: {path}: {msg}" if path else f"{self.where()}: {msg}")
-
-    def warn(self, path: str, msg: str) -> None:
-        self.warnings.append(f"{self.where()}: {path}: {msg}" if path else f"{self.where()}: {msg}")
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-def _typename(v: object) -> str:
-    if v is None:
-        return "nothing"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return f"a number ({v})"
-    if isinstance(v, str):
-        return f"a string ({v!r})"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return type(v).__name__
-
-
-def _mapping(ctx: _Ctx, v: object, path: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise ctx.error(path, f"expected a mapping, got {_typename(v)}")
-    for k in v:
-        if not isinstance(k, str):
-            raise ctx.error(path, f"keys must be strings, got {_typename(k)}")
-    return v
-
-
-def _list(ctx: _Ctx, v: object, path: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise ctx.error(path, f"expected a list, got {_typename(v)}")
-    return v
-
-
-def _str(ctx: _Ctx, v: object, path: str, *, required: bool = True) -> str:
-    if v is None and not required:
-        return ""
-    if not isinstance(v, str) or (required and not v):
-        raise ctx.error(
-            path, "required" if v is None or v == "" else f"expected a string, got {_typename(v)}"
-        )
-    return v
-
-
-def _int(ctx: _Ctx, v: object, path: str, lo: int = 0, hi: int = 2**31 - 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ctx.error(path, f"expected an integer, got {_typename(v)}")
-    if not lo <= v <= hi:
-        raise ctx.error(path, f"{v} is out of range ({lo}..{hi})")
-    return v
-
-
-def _bool(ctx: _Ctx, v: object, path: str) -> bool:
-    if not isinstance(v, bool):
-        raise ctx.error(path, f"expected true or false, got {_typename(v)}")
-    return v
-
-
-def parse_duration(text: str) -> int:
-    """An Istio/Go duration (``1s``, ``500ms``, ``1.5s``, ``1m``, ``1h30m``) → nanoseconds.
-
-    Raises ``ValueError`` with a reason for negative or malformed values.
-    """
-    s = text.strip()
-    if s.startswith("-"):
-        raise ValueError(f"negative duration {text!r}")
-    if not s:
-        raise ValueError("empty duration")
-    try:
-        return parse_ns(s, allow_days=False)
-    except ValueError:
-        hint = "(use e.g. '1s', '500ms', '1.5s', '1m', '1h')"
-        raise ValueError(f"malformed duration {text!r} {hint}") from None
-
-
-def _duration(ctx: _Ctx, v: object, path: str, min_ns: int = 0) -> int:
-    if not isinstance(v, str):
-        raise ctx.error(path, f"expected a duration string like '1s' or '500ms', got {_typename(v)}")
-    try:
-        ns = parse_duration(v)
-    except ValueError as exc:
-        raise ctx.error(path, str(exc)) from None
-    if ns < min_ns:
-        raise ctx.error(path, f"{v!r} is too short (must be at least {min_ns // _MS}ms)")
-    return ns
-
-
-def _percent(ctx: _Ctx, v: object, path: str) -> Fraction:
-    """Istio ``Percent{value: double}`` → ``FractionalPercent{value*10000, MILLION}``."""
-    m = _mapping(ctx, v, path)
-    _fields(ctx, m, path, {"value"})
-    val = m.get("value", 0)
-    if isinstance(val, bool) or not isinstance(val, (int, float)) or math.isnan(val):
-        raise ctx.error(_join(path, "value"), f"expected a number, got {_typename(val)}")
-    if not 0 <= val <= 100:
-        raise ctx.error(_join(path, "value"), f"percentage {val} is out of range (0..100)")
-    return Fraction(int(val * 10_000), "MILLION")
-
-
-def _fields(
-    ctx: _Ctx,
-    m: Mapping[str, Any],
-    path: str,
-    handled: Iterable[str],
-    ignored: Mapping[str, str] | None = None,
-) -> None:
-    """Error on unknown keys (with a suggestion), warn on known-but-ignored ones."""
-    handled = set(handled)
-    ignored = ignored or {}
-    for k in m:
-        if k in handled:
-            continue
-        if k in ignored:
-            ctx.warn(_join(path, k), f"ignored ({ignored[k]})")
-            continue
-        close = difflib.get_close_matches(k, [*handled, *ignored], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ctx.error(_join(path, k), f"unknown field{hint}")
-
-
-def _resolve_host(ctx: _Ctx, v: object, path: str) -> str:
+def _resolve_host(ctx: Ctx, v: object, path: str) -> str:
     if v is None or v == "":
         raise ctx.error(path, "missing host")
-    host = _str(ctx, v, path).strip().lower()
+    host = fr.read_str(ctx, v, path).strip().lower()
     if host == "*" or host.startswith("*."):
         raise ctx.error(path, f"wildcard host {host!r} is not supported by the lab (name a service)")
     parts = host.split(".")
@@ -281,42 +127,46 @@ def _resolve_host(ctx: _Ctx, v: object, path: str) -> str:
 _TLS_WHY = "mesh-only: the lab's upstreams speak plain HTTP, no mTLS"
 
 
-def _connection_pool(ctx: _Ctx, v: object, path: str) -> ConnectionPool:
-    m = _mapping(ctx, v, path)
-    _fields(ctx, m, path, {"tcp", "http"})
+def _connection_pool(ctx: Ctx, v: object, path: str) -> ConnectionPool:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(ctx, m, path, {"tcp", "http"})
     kw: dict[str, Any] = {}
     if m.get("tcp") is not None:
-        tp = _join(path, "tcp")
-        t = _mapping(ctx, m["tcp"], tp)
-        _fields(
+        tp = join(path, "tcp")
+        t = fr.read_mapping(ctx, m["tcp"], tp)
+        fr.check_fields(
             ctx,
             t,
             tp,
             {"maxConnections", "connectTimeout", "tcpKeepalive", "maxConnectionDuration", "idleTimeout"},
         )
         if "maxConnections" in t:
-            kw["max_connections"] = _int(ctx, t["maxConnections"], _join(tp, "maxConnections")) or None
+            kw["max_connections"] = fr.read_int(ctx, t["maxConnections"], join(tp, "maxConnections")) or None
         if "connectTimeout" in t:
-            kw["connect_timeout_ns"] = _duration(ctx, t["connectTimeout"], _join(tp, "connectTimeout"), _MS)
+            kw["connect_timeout_ns"] = fr.read_duration(
+                ctx, t["connectTimeout"], join(tp, "connectTimeout"), fr.MS
+            )
         if "maxConnectionDuration" in t:
-            kw["max_connection_duration_ns"] = _duration(
-                ctx, t["maxConnectionDuration"], _join(tp, "maxConnectionDuration"), _MS
+            kw["max_connection_duration_ns"] = fr.read_duration(
+                ctx, t["maxConnectionDuration"], join(tp, "maxConnectionDuration"), fr.MS
             )
         if "idleTimeout" in t:
-            kw["tcp_idle_timeout_ns"] = _duration(ctx, t["idleTimeout"], _join(tp, "idleTimeout"))
+            kw["tcp_idle_timeout_ns"] = fr.read_duration(ctx, t["idleTimeout"], join(tp, "idleTimeout"))
         if t.get("tcpKeepalive") is not None:
-            kp = _join(tp, "tcpKeepalive")
-            k = _mapping(ctx, t["tcpKeepalive"], kp)
-            _fields(ctx, k, kp, {"probes", "time", "interval"})
+            kp = join(tp, "tcpKeepalive")
+            k = fr.read_mapping(ctx, t["tcpKeepalive"], kp)
+            fr.check_fields(ctx, k, kp, {"probes", "time", "interval"})
             kw["tcp_keepalive"] = (
-                _int(ctx, k["probes"], _join(kp, "probes")) if "probes" in k else None,
-                _duration(ctx, k["time"], _join(kp, "time"), 10**9) if "time" in k else None,
-                _duration(ctx, k["interval"], _join(kp, "interval"), 10**9) if "interval" in k else None,
+                fr.read_int(ctx, k["probes"], join(kp, "probes")) if "probes" in k else None,
+                fr.read_duration(ctx, k["time"], join(kp, "time"), 10**9) if "time" in k else None,
+                fr.read_duration(ctx, k["interval"], join(kp, "interval"), 10**9)
+                if "interval" in k
+                else None,
             )
     if m.get("http") is not None:
-        hp = _join(path, "http")
-        h = _mapping(ctx, m["http"], hp)
-        _fields(
+        hp = join(path, "http")
+        h = fr.read_mapping(ctx, m["http"], hp)
+        fr.check_fields(
             ctx,
             h,
             hp,
@@ -341,15 +191,15 @@ def _connection_pool(ctx: _Ctx, v: object, path: str) -> ConnectionPool:
             ("maxRetries", "max_retries"),
         ):
             if key in h:
-                kw[attr] = _int(ctx, h[key], _join(hp, key)) or None
+                kw[attr] = fr.read_int(ctx, h[key], join(hp, key)) or None
         if "idleTimeout" in h:
-            kw["idle_timeout_ns"] = _duration(ctx, h["idleTimeout"], _join(hp, "idleTimeout"))
+            kw["idle_timeout_ns"] = fr.read_duration(ctx, h["idleTimeout"], join(hp, "idleTimeout"))
     return ConnectionPool(**kw)
 
 
-def _outlier(ctx: _Ctx, v: object, path: str) -> OutlierDetection:
-    m = _mapping(ctx, v, path)
-    _fields(
+def _outlier(ctx: Ctx, v: object, path: str) -> OutlierDetection:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(
         ctx,
         m,
         path,
@@ -367,14 +217,14 @@ def _outlier(ctx: _Ctx, v: object, path: str) -> OutlierDetection:
     )
     kw: dict[str, Any] = {}
     if "consecutiveErrors" in m:
-        _int(ctx, m["consecutiveErrors"], _join(path, "consecutiveErrors"))
+        fr.read_int(ctx, m["consecutiveErrors"], join(path, "consecutiveErrors"))
         extra = (
             ""
             if "consecutive5xxErrors" in m
             else ("; with consecutive5xxErrors unset Envoy's default applies (eject after 5 consecutive 5xx)")
         )
         ctx.warn(
-            _join(path, "consecutiveErrors"),
+            join(path, "consecutiveErrors"),
             f"ignored, as Istio >= 1.7 ignores it (deprecated); use consecutive5xxErrors{extra}",
         )
     for key, attr in (
@@ -383,69 +233,76 @@ def _outlier(ctx: _Ctx, v: object, path: str) -> OutlierDetection:
         ("consecutiveLocalOriginFailures", "consecutive_local_origin_failures"),
     ):
         if key in m:
-            kw[attr] = _int(ctx, m[key], _join(path, key), 0, _MAX_U32)
+            kw[attr] = fr.read_int(ctx, m[key], join(path, key), 0, _MAX_U32)
     if "interval" in m:
-        kw["interval_ns"] = _duration(ctx, m["interval"], _join(path, "interval"), _MS)
+        kw["interval_ns"] = fr.read_duration(ctx, m["interval"], join(path, "interval"), fr.MS)
     if "baseEjectionTime" in m:
-        kw["base_ejection_time_ns"] = _duration(
-            ctx, m["baseEjectionTime"], _join(path, "baseEjectionTime"), _MS
+        kw["base_ejection_time_ns"] = fr.read_duration(
+            ctx, m["baseEjectionTime"], join(path, "baseEjectionTime"), fr.MS
         )
     if "maxEjectionPercent" in m:
-        kw["max_ejection_percent"] = _int(
-            ctx, m["maxEjectionPercent"], _join(path, "maxEjectionPercent"), 0, 100
+        kw["max_ejection_percent"] = fr.read_int(
+            ctx, m["maxEjectionPercent"], join(path, "maxEjectionPercent"), 0, 100
         )
     if "minHealthPercent" in m:
-        kw["min_health_percent"] = _int(ctx, m["minHealthPercent"], _join(path, "minHealthPercent"), 0, 100)
+        kw["min_health_percent"] = fr.read_int(
+            ctx, m["minHealthPercent"], join(path, "minHealthPercent"), 0, 100
+        )
     if "splitExternalLocalOriginErrors" in m:
-        kw["split_external_local_origin_errors"] = _bool(
-            ctx, m["splitExternalLocalOriginErrors"], _join(path, "splitExternalLocalOriginErrors")
+        kw["split_external_local_origin_errors"] = fr.read_bool(
+            ctx, m["splitExternalLocalOriginErrors"], join(path, "splitExternalLocalOriginErrors")
         )
     return OutlierDetection(**kw)
 
 
-def _load_balancer(ctx: _Ctx, v: object, path: str) -> str | None:
-    m = _mapping(ctx, v, path)
-    _fields(
+def _load_balancer(ctx: Ctx, v: object, path: str) -> tuple[str | None, ConsistentHash | None]:
+    """``loadBalancer``: ``simple`` or ``consistentHash`` (one of them, as in Istio's oneof)."""
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(
         ctx,
         m,
         path,
-        {"simple"},
+        {"simple", "consistentHash"},
         {
-            "consistentHash": "not modelled by the lab",
             "localityLbSetting": "the lab has one locality",
             "warmupDurationSecs": "not modelled by the lab",
             "warmup": "not modelled by the lab",
         },
     )
+    if m.get("simple") is not None and m.get("consistentHash") is not None:
+        raise ctx.error(path, "give simple or consistentHash, not both")
+    if m.get("consistentHash") is not None:
+        return None, ih.consistent_hash(ctx, m["consistentHash"], join(path, "consistentHash"))
     if "simple" not in m:
-        return None
-    simple = _str(ctx, m["simple"], _join(path, "simple"))
+        return None, None
+    simple = fr.read_str(ctx, m["simple"], join(path, "simple"))
     if simple == "PASSTHROUGH":
         raise ctx.error(
-            _join(path, "simple"), "PASSTHROUGH (original destination) is not supported by the lab"
+            join(path, "simple"), "PASSTHROUGH (original destination) is not supported by the lab"
         )
     if simple not in _LB_POLICIES:
         raise ctx.error(
-            _join(path, "simple"),
+            join(path, "simple"),
             f"unknown load balancer {simple!r} (use LEAST_REQUEST, ROUND_ROBIN or RANDOM)",
         )
-    return _LB_POLICIES[simple]
+    return _LB_POLICIES[simple], None
 
 
-def _policy_parts(ctx: _Ctx, m: dict[str, Any], path: str) -> dict[str, Any]:
+def _policy_parts(ctx: Ctx, m: dict[str, Any], path: str) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if m.get("connectionPool") is not None:
-        kw["connection_pool"] = _connection_pool(ctx, m["connectionPool"], _join(path, "connectionPool"))
+        kw["connection_pool"] = _connection_pool(ctx, m["connectionPool"], join(path, "connectionPool"))
     if m.get("outlierDetection") is not None:
-        kw["outlier_detection"] = _outlier(ctx, m["outlierDetection"], _join(path, "outlierDetection"))
+        kw["outlier_detection"] = _outlier(ctx, m["outlierDetection"], join(path, "outlierDetection"))
     if m.get("loadBalancer") is not None:
-        kw["load_balancer"] = _load_balancer(ctx, m["loadBalancer"], _join(path, "loadBalancer"))
+        lb, ch = _load_balancer(ctx, m["loadBalancer"], join(path, "loadBalancer"))
+        kw["load_balancer"], kw["consistent_hash"] = lb, ch
     return kw
 
 
-def _traffic_policy(ctx: _Ctx, v: object, path: str) -> TrafficPolicy:
-    m = _mapping(ctx, v, path)
-    _fields(
+def _traffic_policy(ctx: Ctx, v: object, path: str) -> TrafficPolicy:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(
         ctx,
         m,
         path,
@@ -460,22 +317,22 @@ def _traffic_policy(ctx: _Ctx, v: object, path: str) -> TrafficPolicy:
     kw = _policy_parts(ctx, m, path)
     levels: list[PortTrafficPolicy] = []
     if m.get("portLevelSettings") is not None:
-        lp = _join(path, "portLevelSettings")
-        for i, item in enumerate(_list(ctx, m["portLevelSettings"], lp)):
-            ip = _join(lp, i)
-            pm = _mapping(ctx, item, ip)
-            _fields(
+        lp = join(path, "portLevelSettings")
+        for i, item in enumerate(fr.read_list(ctx, m["portLevelSettings"], lp)):
+            ip = join(lp, i)
+            pm = fr.read_mapping(ctx, item, ip)
+            fr.check_fields(
                 ctx, pm, ip, {"port", "connectionPool", "outlierDetection", "loadBalancer"}, {"tls": _TLS_WHY}
             )
-            port_m = _mapping(ctx, pm.get("port"), _join(ip, "port"))
-            _fields(ctx, port_m, _join(ip, "port"), {"number"})
-            number = _int(ctx, port_m.get("number"), _join(ip, "port.number"), 1, 65535)
+            port_m = fr.read_mapping(ctx, pm.get("port"), join(ip, "port"))
+            fr.check_fields(ctx, port_m, join(ip, "port"), {"number"})
+            number = fr.read_int(ctx, port_m.get("number"), join(ip, "port.number"), 1, 65535)
             levels.append(PortTrafficPolicy(number, **_policy_parts(ctx, pm, ip)))
     return TrafficPolicy(port_level=tuple(levels), **kw)
 
 
-def _destination_rule(ctx: _Ctx, spec: dict[str, Any]) -> DestinationRule:
-    _fields(
+def _destination_rule(ctx: Ctx, spec: dict[str, Any]) -> DestinationRule:
+    fr.check_fields(
         ctx,
         spec,
         "",
@@ -488,17 +345,17 @@ def _destination_rule(ctx: _Ctx, spec: dict[str, Any]) -> DestinationRule:
     )
     subsets: list[Subset] = []
     if spec.get("subsets") is not None:
-        for i, item in enumerate(_list(ctx, spec["subsets"], "subsets")):
-            sp = _join("subsets", i)
-            sm = _mapping(ctx, item, sp)
-            _fields(ctx, sm, sp, {"name", "labels", "trafficPolicy"})
-            name = _str(ctx, sm.get("name"), _join(sp, "name"))
+        for i, item in enumerate(fr.read_list(ctx, spec["subsets"], "subsets")):
+            sp = join("subsets", i)
+            sm = fr.read_mapping(ctx, item, sp)
+            fr.check_fields(ctx, sm, sp, {"name", "labels", "trafficPolicy"})
+            name = fr.read_str(ctx, sm.get("name"), join(sp, "name"))
             if any(s.name == name for s in subsets):
-                raise ctx.error(_join(sp, "name"), f"duplicate subset {name!r}")
-            labels_m = _mapping(ctx, sm.get("labels") or {}, _join(sp, "labels"))
-            labels = {k: _str(ctx, lv, _join(_join(sp, "labels"), k)) for k, lv in labels_m.items()}
+                raise ctx.error(join(sp, "name"), f"duplicate subset {name!r}")
+            labels_m = fr.read_mapping(ctx, sm.get("labels") or {}, join(sp, "labels"))
+            labels = {k: fr.read_str(ctx, lv, join(join(sp, "labels"), k)) for k, lv in labels_m.items()}
             sub_policy = (
-                _traffic_policy(ctx, sm["trafficPolicy"], _join(sp, "trafficPolicy"))
+                _traffic_policy(ctx, sm["trafficPolicy"], join(sp, "trafficPolicy"))
                 if sm.get("trafficPolicy")
                 else None
             )
@@ -513,16 +370,16 @@ def _destination_rule(ctx: _Ctx, spec: dict[str, Any]) -> DestinationRule:
 class _Ref:
     """A destination to check once every document is read: its subset must exist, its port agree."""
 
-    ctx: _Ctx
+    ctx: Ctx
     path: str
     host: str
     subset: str
     port: int  # 0 = not given
 
 
-def _string_match(ctx: _Ctx, v: object, path: str, *, allow_present: bool) -> StringMatch:
-    m = _mapping(ctx, v if v is not None else {}, path)
-    _fields(ctx, m, path, {"exact", "prefix", "regex"})
+def _string_match(ctx: Ctx, v: object, path: str, *, allow_present: bool) -> StringMatch:
+    m = fr.read_mapping(ctx, v if v is not None else {}, path)
+    fr.check_fields(ctx, m, path, {"exact", "prefix", "regex"})
     if len(m) > 1:
         raise ctx.error(path, f"give one of exact, prefix or regex, not {' and '.join(m)}")
     if not m:
@@ -530,20 +387,20 @@ def _string_match(ctx: _Ctx, v: object, path: str, *, allow_present: bool) -> St
             return StringMatch("present")
         raise ctx.error(path, "give one of exact, prefix or regex")
     kind, value = next(iter(m.items()))
-    value = _str(ctx, value, _join(path, kind), required=False)
+    value = fr.read_str(ctx, value, join(path, kind), required=False)
     if kind == "regex":
         if allow_present and value in ("*", ""):
             return StringMatch("present")  # Istio: regex "*" → present_match
         try:
             re.compile(value)
         except re.error as exc:
-            raise ctx.error(_join(path, kind), f"invalid regex {value!r}: {exc}") from None
+            raise ctx.error(join(path, kind), f"invalid regex {value!r}: {exc}") from None
     return StringMatch(kind, value)
 
 
-def _match(ctx: _Ctx, v: object, path: str) -> RouteMatch:
-    m = _mapping(ctx, v, path)
-    _fields(
+def _match(ctx: Ctx, v: object, path: str) -> RouteMatch:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(
         ctx,
         m,
         path,
@@ -567,7 +424,7 @@ def _match(ctx: _Ctx, v: object, path: str) -> RouteMatch:
         },
     )
     uri = (
-        _string_match(ctx, m["uri"], _join(path, "uri"), allow_present=False)
+        _string_match(ctx, m["uri"], join(path, "uri"), allow_present=False)
         if m.get("uri") is not None
         else None
     )
@@ -575,61 +432,61 @@ def _match(ctx: _Ctx, v: object, path: str) -> RouteMatch:
     for key, hname in (("method", ":method"), ("authority", ":authority"), ("scheme", ":scheme")):
         if m.get(key) is not None:
             headers.append(
-                HeaderMatch(hname, _string_match(ctx, m[key], _join(path, key), allow_present=True))
+                HeaderMatch(hname, _string_match(ctx, m[key], join(path, key), allow_present=True))
             )
     for key, invert in (("headers", False), ("withoutHeaders", True)):
         if m.get(key) is not None:
-            hp = _join(path, key)
-            for name, sm in _mapping(ctx, m[key], hp).items():
+            hp = join(path, key)
+            for name, sm in fr.read_mapping(ctx, m[key], hp).items():
                 headers.append(
                     HeaderMatch(
-                        name.lower(), _string_match(ctx, sm, _join(hp, name), allow_present=True), invert
+                        name.lower(), _string_match(ctx, sm, join(hp, name), allow_present=True), invert
                     )
                 )
     params: list[tuple[str, StringMatch]] = []
     if m.get("queryParams") is not None:
-        qp = _join(path, "queryParams")
-        for name, sm in sorted(_mapping(ctx, m["queryParams"], qp).items()):
-            params.append((name, _string_match(ctx, sm, _join(qp, name), allow_present=True)))
+        qp = join(path, "queryParams")
+        for name, sm in sorted(fr.read_mapping(ctx, m["queryParams"], qp).items()):
+            params.append((name, _string_match(ctx, sm, join(qp, name), allow_present=True)))
     ignore_case = (
-        _bool(ctx, m["ignoreUriCase"], _join(path, "ignoreUriCase")) if "ignoreUriCase" in m else False
+        fr.read_bool(ctx, m["ignoreUriCase"], join(path, "ignoreUriCase")) if "ignoreUriCase" in m else False
     )
-    stat_prefix = _str(ctx, m["statPrefix"], _join(path, "statPrefix")) if m.get("statPrefix") else ""
+    stat_prefix = fr.read_str(ctx, m["statPrefix"], join(path, "statPrefix")) if m.get("statPrefix") else ""
     return RouteMatch(uri, tuple(headers), tuple(params), ignore_case, stat_prefix)
 
 
-def _destination(ctx: _Ctx, v: object, path: str, refs: list[_Ref]) -> Destination:
-    m = _mapping(ctx, v, path)
-    _fields(ctx, m, path, {"host", "subset", "port"})
-    host = _resolve_host(ctx, m.get("host"), _join(path, "host"))
-    subset = _str(ctx, m.get("subset"), _join(path, "subset"), required=False)
+def _destination(ctx: Ctx, v: object, path: str, refs: list[_Ref]) -> Destination:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(ctx, m, path, {"host", "subset", "port"})
+    host = _resolve_host(ctx, m.get("host"), join(path, "host"))
+    subset = fr.read_str(ctx, m.get("subset"), join(path, "subset"), required=False)
     port = 0
     if m.get("port") is not None:
-        pp = _join(path, "port")
-        pm = _mapping(ctx, m["port"], pp)
-        _fields(ctx, pm, pp, {"number"})
-        port = _int(ctx, pm.get("number"), _join(pp, "number"), 1, 65535)
-    refs.append(_Ref(ctx, _join(path, "subset") if subset else path, host, subset, port))
+        pp = join(path, "port")
+        pm = fr.read_mapping(ctx, m["port"], pp)
+        fr.check_fields(ctx, pm, pp, {"number"})
+        port = fr.read_int(ctx, pm.get("number"), join(pp, "number"), 1, 65535)
+    refs.append(_Ref(ctx, join(path, "subset") if subset else path, host, subset, port))
     return Destination(host, subset, port)
 
 
-def _fault(ctx: _Ctx, v: object, path: str) -> Fault:
-    m = _mapping(ctx, v, path)
-    _fields(ctx, m, path, {"delay", "abort"})
+def _fault(ctx: Ctx, v: object, path: str) -> Fault:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(ctx, m, path, {"delay", "abort"})
     delay = abort = None
     if m.get("delay") is not None:
-        dp = _join(path, "delay")
-        d = _mapping(ctx, m["delay"], dp)
-        _fields(ctx, d, dp, {"fixedDelay", "percentage", "percent", "exponentialDelay"})
+        dp = join(path, "delay")
+        d = fr.read_mapping(ctx, m["delay"], dp)
+        fr.check_fields(ctx, d, dp, {"fixedDelay", "percentage", "percent", "exponentialDelay"})
         if "exponentialDelay" in d:
-            raise ctx.error(_join(dp, "exponentialDelay"), "not supported (Istio does not support it either)")
+            raise ctx.error(join(dp, "exponentialDelay"), "not supported (Istio does not support it either)")
         if "fixedDelay" not in d:
-            raise ctx.error(_join(dp, "fixedDelay"), "required")
-        fixed = _duration(ctx, d["fixedDelay"], _join(dp, "fixedDelay"), _MS)
+            raise ctx.error(join(dp, "fixedDelay"), "required")
+        fixed = fr.read_duration(ctx, d["fixedDelay"], join(dp, "fixedDelay"), fr.MS)
         if d.get("percentage") is not None:
-            pct = _percent(ctx, d["percentage"], _join(dp, "percentage"))
+            pct = fr.read_percent(ctx, d["percentage"], join(dp, "percentage"))
         elif "percent" in d:  # deprecated integer percent → {n, HUNDRED}, as Istio renders it
-            pct = Fraction(_int(ctx, d["percent"], _join(dp, "percent"), 0, 100), "HUNDRED")
+            pct = Fraction(fr.read_int(ctx, d["percent"], join(dp, "percent"), 0, 100), "HUNDRED")
         else:
             pct = Fraction(0, "HUNDRED")
             ctx.warn(
@@ -637,22 +494,22 @@ def _fault(ctx: _Ctx, v: object, path: str) -> Fault:
             )
         delay = FaultDelay(fixed, pct)
     if m.get("abort") is not None:
-        ap = _join(path, "abort")
-        a = _mapping(ctx, m["abort"], ap)
-        _fields(ctx, a, ap, {"httpStatus", "percentage", "percent", "grpcStatus", "http2Error"})
+        ap = join(path, "abort")
+        a = fr.read_mapping(ctx, m["abort"], ap)
+        fr.check_fields(ctx, a, ap, {"httpStatus", "percentage", "percent", "grpcStatus", "http2Error"})
         for k in ("grpcStatus", "http2Error"):
             if k in a:
-                raise ctx.error(_join(ap, k), "not supported by the lab (use httpStatus)")
+                raise ctx.error(join(ap, k), "not supported by the lab (use httpStatus)")
         if "httpStatus" not in a:
-            raise ctx.error(_join(ap, "httpStatus"), "required")
-        status = _int(ctx, a["httpStatus"], _join(ap, "httpStatus"), 200, 599)
+            raise ctx.error(join(ap, "httpStatus"), "required")
+        status = fr.read_int(ctx, a["httpStatus"], join(ap, "httpStatus"), 200, 599)
         apct: Fraction | None
         if a.get("percentage") is not None:
-            apct = _percent(ctx, a["percentage"], _join(ap, "percentage"))
+            apct = fr.read_percent(ctx, a["percentage"], join(ap, "percentage"))
         elif "percent" in a:
-            apct = Fraction(_int(ctx, a["percent"], _join(ap, "percent"), 0, 100), "HUNDRED")
+            apct = Fraction(fr.read_int(ctx, a["percent"], join(ap, "percent"), 0, 100), "HUNDRED")
             ctx.warn(
-                _join(ap, "percent"),
+                join(ap, "percent"),
                 "removed from Istio's API (current Istio rejects it); read as "
                 "percentage.value, as Istio 1.0-1.1 did",
             )
@@ -667,57 +524,53 @@ def _fault(ctx: _Ctx, v: object, path: str) -> Fault:
     return Fault(delay, abort)
 
 
-def _retries(ctx: _Ctx, v: object, path: str) -> Retries:
-    m = _mapping(ctx, v, path)
-    _fields(
+def _retries(ctx: Ctx, v: object, path: str) -> Retries:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(
         ctx,
         m,
         path,
         {"attempts", "perTryTimeout", "retryOn", "retryIgnorePreviousHosts", "backoff"},
         {"retryRemoteLocalities": "the lab has one locality"},
     )
-    attempts = _int(ctx, m.get("attempts", 0), _join(path, "attempts"))
+    attempts = fr.read_int(ctx, m.get("attempts", 0), join(path, "attempts"))
     per_try = (
-        _duration(ctx, m["perTryTimeout"], _join(path, "perTryTimeout"), _MS)
+        fr.read_duration(ctx, m["perTryTimeout"], join(path, "perTryTimeout"), fr.MS)
         if "perTryTimeout" in m
         else None
     )
     retry_on = None
     if m.get("retryOn"):
-        retry_on = _str(ctx, m["retryOn"], _join(path, "retryOn"))
+        retry_on = fr.read_str(ctx, m["retryOn"], join(path, "retryOn"))
     if "retryIgnorePreviousHosts" in m:
-        _bool(ctx, m["retryIgnorePreviousHosts"], _join(path, "retryIgnorePreviousHosts"))
+        fr.read_bool(ctx, m["retryIgnorePreviousHosts"], join(path, "retryIgnorePreviousHosts"))
     ignore_prev = m.get("retryIgnorePreviousHosts")
-    backoff = _duration(ctx, m["backoff"], _join(path, "backoff"), _MS) if "backoff" in m else None
+    backoff = fr.read_duration(ctx, m["backoff"], join(path, "backoff"), fr.MS) if "backoff" in m else None
     return Retries(attempts, per_try, retry_on, ignore_prev, backoff)
 
 
-def _mirror_percent(ctx: _Ctx, r: dict[str, Any], path: str) -> Fraction | None:
+def _mirror_percent(ctx: Ctx, r: dict[str, Any], path: str) -> Fraction | None:
     """Istio's MirrorPercent: mirrorPercentage, else mirror_percent, else 100 %; explicit 0: no mirror."""
     if r.get("mirrorPercentage") is not None:
-        f = _percent(ctx, r["mirrorPercentage"], _join(path, "mirrorPercentage"))
+        f = fr.read_percent(ctx, r["mirrorPercentage"], join(path, "mirrorPercentage"))
         return f if f.numerator > 0 else None
     for key in ("mirror_percent", "mirrorPercent"):
         if r.get(key) is not None:
             raw = r[key]
             if isinstance(raw, dict):  # UInt32Value written as {value: n}
                 raw = raw.get("value", 0)
-            n = _int(ctx, raw, _join(path, key), 0, 100)
+            n = fr.read_int(ctx, raw, join(path, key), 0, 100)
             return Fraction(n, "HUNDRED") if n > 0 else None
     return Fraction(100, "HUNDRED")
 
 
-def _http_route(ctx: _Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute | None:
-    r = _mapping(ctx, v, path)
+def _http_route(ctx: Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute | None:
+    r = fr.read_mapping(ctx, v, path)
     unsupported = {
-        "rewrite": "not modelled by the lab",
-        "headers": "header manipulation is not modelled by the lab",
         "corsPolicy": "not modelled by the lab",
-        "directResponse": "not modelled by the lab",
-        "redirect": "not modelled by the lab",
         "delegate": "not modelled by the lab",
     }
-    _fields(
+    fr.check_fields(
         ctx,
         r,
         path,
@@ -733,38 +586,65 @@ def _http_route(ctx: _Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute 
             "mirrorPercentage",
             "mirror_percent",
             "mirrorPercent",
+            "headers",
+            "rewrite",
+            "redirect",
+            "directResponse",
         },
         unsupported,
     )
-    name = _str(ctx, r.get("name"), _join(path, "name"), required=False)
+    name = fr.read_str(ctx, r.get("name"), join(path, "name"), required=False)
     matches = tuple(
-        _match(ctx, item, _join(_join(path, "match"), i))
+        _match(ctx, item, join(join(path, "match"), i))
         for i, item in enumerate(
-            _list(ctx, r["match"], _join(path, "match")) if r.get("match") is not None else []
+            fr.read_list(ctx, r["match"], join(path, "match")) if r.get("match") is not None else []
         )
     )
+    headers = (
+        ih.header_ops(ctx, r["headers"], join(path, "headers")) if r.get("headers") is not None else None
+    )
+    fault = _fault(ctx, r["fault"], join(path, "fault")) if r.get("fault") is not None else None
+    actions = [k for k in ("route", "redirect", "directResponse") if r.get(k)]
+    if len(actions) > 1:
+        raise ctx.error(path, f"give one of route, redirect or directResponse, not {' and '.join(actions)}")
+    if r.get("redirect") or r.get("directResponse"):
+        for k in ("rewrite", "mirror", "mirrors", "timeout", "retries"):
+            if r.get(k) is not None:
+                ctx.warn(join(path, k), "ignored (the route answers by itself: no upstream request)")
+        redirect = ih.redirect(ctx, r["redirect"], join(path, "redirect")) if r.get("redirect") else None
+        direct = (
+            ih.direct_response(ctx, r["directResponse"], join(path, "directResponse"))
+            if r.get("directResponse")
+            else None
+        )
+        return HttpRoute(name, matches, (), fault, headers=headers, redirect=redirect, direct_response=direct)
     if not r.get("route"):
-        if any(k in r for k in ("redirect", "directResponse", "delegate")):
+        if "delegate" in r:
             ctx.warn(path, "route skipped: it has no route destinations")
             return None
-        raise ctx.error(_join(path, "route"), "required (a list of destinations)")
-    rp = _join(path, "route")
+        raise ctx.error(
+            join(path, "route"), "required (a list of destinations, or a redirect or directResponse)"
+        )
+    rewrite = ih.rewrite(ctx, r["rewrite"], join(path, "rewrite")) if r.get("rewrite") is not None else None
+    rp = join(path, "route")
     dests: list[Destination] = []
-    for i, item in enumerate(_list(ctx, r["route"], rp)):
-        ip = _join(rp, i)
-        dm = _mapping(ctx, item, ip)
-        _fields(
+    for i, item in enumerate(fr.read_list(ctx, r["route"], rp)):
+        ip = join(rp, i)
+        dm = fr.read_mapping(ctx, item, ip)
+        fr.check_fields(
             ctx,
             dm,
             ip,
-            {"destination", "weight"},
-            {"headers": "header manipulation is not modelled by the lab"},
+            {"destination", "weight", "headers"},
         )
         if dm.get("destination") is None:
-            raise ctx.error(_join(ip, "destination"), "required")
-        d = _destination(ctx, dm["destination"], _join(ip, "destination"), refs)
-        weight = _int(ctx, dm["weight"], _join(ip, "weight"), 0, 100) if dm.get("weight") is not None else 0
-        dests.append(replace(d, weight=weight))
+            raise ctx.error(join(ip, "destination"), "required")
+        d = _destination(ctx, dm["destination"], join(ip, "destination"), refs)
+        weight = (
+            fr.read_int(ctx, dm["weight"], join(ip, "weight"), 0, 100) if dm.get("weight") is not None else 0
+        )
+        dh = ih.header_ops(ctx, dm["headers"], join(ip, "headers")) if dm.get("headers") is not None else None
+        dests.append(replace(d, weight=weight, headers=dh))
     if len(dests) > 1:
         total = sum(d.weight for d in dests)
         if total != 100:
@@ -772,38 +652,41 @@ def _http_route(ctx: _Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute 
             raise ctx.error(rp, f"weights sum to {total} ({parts}), not 100")
     mirrors: list[Mirror] = []
     if r.get("mirror") is not None and r.get("mirrors") is not None:
-        raise ctx.error(_join(path, "mirrors"), "give mirror or mirrors, not both")
+        raise ctx.error(join(path, "mirrors"), "give mirror or mirrors, not both")
     if r.get("mirror") is not None:
-        dest = _destination(ctx, r["mirror"], _join(path, "mirror"), refs)
+        dest = _destination(ctx, r["mirror"], join(path, "mirror"), refs)
         pct = _mirror_percent(ctx, r, path)
         if pct is not None:
             mirrors.append(Mirror(dest, pct))
     elif any(r.get(k) is not None for k in ("mirrorPercentage", "mirror_percent", "mirrorPercent")):
         ctx.warn(path, "mirror percentage without mirror: ignored")
     if r.get("mirrors") is not None:
-        mp = _join(path, "mirrors")
-        for i, item in enumerate(_list(ctx, r["mirrors"], mp)):
-            ip = _join(mp, i)
-            mm = _mapping(ctx, item, ip)
-            _fields(ctx, mm, ip, {"destination", "percentage"})
+        mp = join(path, "mirrors")
+        for i, item in enumerate(fr.read_list(ctx, r["mirrors"], mp)):
+            ip = join(mp, i)
+            mm = fr.read_mapping(ctx, item, ip)
+            fr.check_fields(ctx, mm, ip, {"destination", "percentage"})
             if mm.get("destination") is None:
-                raise ctx.error(_join(ip, "destination"), "required")
-            dest = _destination(ctx, mm["destination"], _join(ip, "destination"), refs)
+                raise ctx.error(join(ip, "destination"), "required")
+            dest = _destination(ctx, mm["destination"], join(ip, "destination"), refs)
             f = (
-                _percent(ctx, mm["percentage"], _join(ip, "percentage"))
+                fr.read_percent(ctx, mm["percentage"], join(ip, "percentage"))
                 if mm.get("percentage") is not None
                 else Fraction(100, "HUNDRED")
             )
             if f.numerator > 0:
                 mirrors.append(Mirror(dest, f))
-    fault = _fault(ctx, r["fault"], _join(path, "fault")) if r.get("fault") is not None else None
-    timeout = _duration(ctx, r["timeout"], _join(path, "timeout")) if r.get("timeout") is not None else None
-    retries = _retries(ctx, r["retries"], _join(path, "retries")) if r.get("retries") is not None else None
-    return HttpRoute(name, matches, tuple(dests), fault, tuple(mirrors), timeout, retries)
+    timeout = (
+        fr.read_duration(ctx, r["timeout"], join(path, "timeout")) if r.get("timeout") is not None else None
+    )
+    retries = _retries(ctx, r["retries"], join(path, "retries")) if r.get("retries") is not None else None
+    return HttpRoute(
+        name, matches, tuple(dests), fault, tuple(mirrors), timeout, retries, headers=headers, rewrite=rewrite
+    )
 
 
-def _virtual_service(ctx: _Ctx, spec: dict[str, Any], refs: list[_Ref]) -> VirtualService:
-    _fields(
+def _virtual_service(ctx: Ctx, spec: dict[str, Any], refs: list[_Ref]) -> VirtualService:
+    fr.check_fields(
         ctx,
         spec,
         "",
@@ -818,12 +701,14 @@ def _virtual_service(ctx: _Ctx, spec: dict[str, Any], refs: list[_Ref]) -> Virtu
         raise ctx.error("hosts", "missing host (a list of service names)")
     hosts = tuple(
         dict.fromkeys(
-            _resolve_host(ctx, h, _join("hosts", i)) for i, h in enumerate(_list(ctx, spec["hosts"], "hosts"))
+            _resolve_host(ctx, h, join("hosts", i))
+            for i, h in enumerate(fr.read_list(ctx, spec["hosts"], "hosts"))
         )
     )
     if spec.get("gateways") is not None:
         gws = [
-            _str(ctx, g, _join("gateways", i)) for i, g in enumerate(_list(ctx, spec["gateways"], "gateways"))
+            fr.read_str(ctx, g, join("gateways", i))
+            for i, g in enumerate(fr.read_list(ctx, spec["gateways"], "gateways"))
         ]
         if "mesh" not in gws:
             ctx.warn(
@@ -833,8 +718,8 @@ def _virtual_service(ctx: _Ctx, spec: dict[str, Any], refs: list[_Ref]) -> Virtu
             )
     routes: list[HttpRoute] = []
     if spec.get("http") is not None:
-        for i, item in enumerate(_list(ctx, spec["http"], "http")):
-            route = _http_route(ctx, item, _join("http", i), refs)
+        for i, item in enumerate(fr.read_list(ctx, spec["http"], "http")):
+            route = _http_route(ctx, item, join("http", i), refs)
             if route is not None:
                 routes.append(route)
     else:
@@ -856,29 +741,31 @@ class _TopoService:
     where: str
 
 
-def _topology(ctx: _Ctx, v: object, path: str) -> list[_TopoService]:
-    m = _mapping(ctx, v, path)
-    _fields(ctx, m, path, {"services"})
+def _topology(ctx: Ctx, v: object, path: str) -> list[_TopoService]:
+    m = fr.read_mapping(ctx, v, path)
+    fr.check_fields(ctx, m, path, {"services"})
     out: list[_TopoService] = []
-    sp = _join(path, "services")
-    for i, item in enumerate(_list(ctx, m.get("services") or [], sp)):
-        ip = _join(sp, i)
-        s = _mapping(ctx, item, ip)
-        _fields(
+    sp = join(path, "services")
+    for i, item in enumerate(fr.read_list(ctx, m.get("services") or [], sp)):
+        ip = join(sp, i)
+        s = fr.read_mapping(ctx, item, ip)
+        fr.check_fields(
             ctx, s, ip, {"name", "namespace", "port", "versions", "replicas", "kind", "workers"}
         )  # kind, workers: for the CLI
-        name = _str(ctx, s.get("name"), _join(ip, "name"))
-        ns = _str(ctx, s.get("namespace"), _join(ip, "namespace"), required=False) or ctx.namespace
+        name = fr.read_str(ctx, s.get("name"), join(ip, "name"))
+        ns = fr.read_str(ctx, s.get("namespace"), join(ip, "namespace"), required=False) or ctx.namespace
         sub = replace(ctx, namespace=ns)
-        host = _resolve_host(sub, name, _join(ip, "name"))
+        host = _resolve_host(sub, name, join(ip, "name"))
         short, ns = host.split(".")[0], host.split(".")[1]
-        port = _int(ctx, s["port"], _join(ip, "port"), 1, 65535) if s.get("port") is not None else None
+        port = fr.read_int(ctx, s["port"], join(ip, "port"), 1, 65535) if s.get("port") is not None else None
         versions = tuple(
-            _str(ctx, x, _join(_join(ip, "versions"), j))
-            for j, x in enumerate(_list(ctx, s.get("versions") or [], _join(ip, "versions")))
+            fr.read_str(ctx, x, join(join(ip, "versions"), j))
+            for j, x in enumerate(fr.read_list(ctx, s.get("versions") or [], join(ip, "versions")))
         )
         replicas = (
-            _int(ctx, s["replicas"], _join(ip, "replicas"), 1, 64) if s.get("replicas") is not None else 1
+            fr.read_int(ctx, s["replicas"], join(ip, "replicas"), 1, 64)
+            if s.get("replicas") is not None
+            else 1
         )
         out.append(_TopoService(host, short, ns, port, versions, replicas, f"{ctx.where()}: {ip}"))
     return out
@@ -912,9 +799,9 @@ def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
     for index, doc in enumerate(_parse_documents(text, source), start=1):
         if doc is None:
             continue
-        ctx = _Ctx(source, acc.warnings, index, namespace=namespace)
+        ctx = Ctx(source, acc.warnings, index, namespace=namespace)
         if not isinstance(doc, dict):
-            raise ctx.error("", f"expected a mapping (a Kubernetes resource), got {_typename(doc)}")
+            raise ctx.error("", f"expected a mapping (a Kubernetes resource), got {fr.typename(doc)}")
         api = doc.get("apiVersion")
         kind = doc.get("kind")
         if not isinstance(api, str) or not api:
@@ -922,7 +809,7 @@ def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
         if not isinstance(kind, str) or not kind:
             raise ctx.error("kind", "missing")
         ctx.kind = kind
-        meta = _mapping(ctx, doc.get("metadata") or {}, "metadata")
+        meta = fr.read_mapping(ctx, doc.get("metadata") or {}, "metadata")
         ctx.name = meta["name"] if isinstance(meta.get("name"), str) else ""
         group, _, version = api.rpartition("/")
         if api == LAB_API and kind == "Topology":
@@ -956,8 +843,8 @@ def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
             raise ctx.error("metadata.name", "missing")
         ns = meta.get("namespace")
         if ns is not None:
-            ctx.namespace = _str(ctx, ns, "metadata.namespace")
-        spec = _mapping(ctx, doc.get("spec"), "spec")
+            ctx.namespace = fr.read_str(ctx, ns, "metadata.namespace")
+        spec = fr.read_mapping(ctx, doc.get("spec"), "spec")
         key = (ctx.namespace, ctx.name)
         refs: list[_Ref] = []
         table: dict[tuple[str, str], Any] = acc.drs if kind == "DestinationRule" else acc.vss
@@ -971,8 +858,8 @@ def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
         acc.refs[(kind, key[0], key[1])] = refs
 
 
-def _ctx_of(acc: _Collected, source: str, document: int, kind: str, name: str) -> _Ctx:
-    return _Ctx(source, acc.warnings, document, kind, name)
+def _ctx_of(acc: _Collected, source: str, document: int, kind: str, name: str) -> Ctx:
+    return Ctx(source, acc.warnings, document, kind, name)
 
 
 def _build(acc: _Collected) -> LabSpec:
@@ -995,7 +882,7 @@ def _build(acc: _Collected) -> LabSpec:
             other_vs = vs_by_host.get(h)
             if other_vs is not None:
                 raise _ctx_of(acc, vs.source, vs.document, "VirtualService", vs.name).error(
-                    _join("hosts", i),
+                    join("hosts", i),
                     f"{h} already has VirtualService {other_vs.name} ({other_vs.source} "
                     f"document {other_vs.document}); the lab takes one VirtualService per host",
                 )
@@ -1024,7 +911,7 @@ def _build(acc: _Collected) -> LabSpec:
             seen = ports.get(ref.host)
             if seen is not None and seen[0] != ref.port:
                 raise ref.ctx.error(
-                    _join(ref.path.removesuffix(".subset"), "port.number"),
+                    join(ref.path.removesuffix(".subset"), "port.number"),
                     f"port {ref.port} differs from port {seen[0]} of {ref.host} ({seen[1]}); "
                     "the lab gives each service one port",
                 )
@@ -1108,7 +995,7 @@ def _read(path: str) -> str:
 def _load_topology(path: str, acc: _Collected, namespace: str = "default") -> None:
     """Read a ``-topology`` file: ``services: [...]`` at the top, or a ``Topology`` document."""
     docs = [d for d in _parse_documents(_read(path), path) if d is not None]
-    ctx = _Ctx(path, acc.warnings, 0, namespace=namespace)
+    ctx = Ctx(path, acc.warnings, 0, namespace=namespace)
     acc.sources.append(path)
     if len(docs) == 1 and isinstance(docs[0], dict) and docs[0].get("apiVersion") == LAB_API:
         ctx = replace(

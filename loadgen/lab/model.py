@@ -91,6 +91,20 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True)
+class ConsistentHash:
+    """``loadBalancer.consistentHash``: what to hash (``key``: header | cookie | source_ip |
+    query_parameter, with ``name``) and the ring (``algorithm`` ring_hash | maglev, ``size`` the
+    minimum ring size or the Maglev table size; 0 = Envoy's default)."""
+
+    key: str
+    name: str = ""
+    cookie_path: str = ""
+    cookie_ttl_ns: int | None = None
+    algorithm: str = "ring_hash"
+    size: int = 0
+
+
+@dataclass(frozen=True)
 class PortTrafficPolicy:
     """One ``portLevelSettings`` entry: replaces (does not inherit) the policy for that port."""
 
@@ -98,6 +112,7 @@ class PortTrafficPolicy:
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
     load_balancer: str | None = None
+    consistent_hash: ConsistentHash | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class TrafficPolicy:
     outlier_detection: OutlierDetection | None = None
     load_balancer: str | None = None  # LEAST_REQUEST | ROUND_ROBIN | RANDOM; None = Istio default
     port_level: tuple[PortTrafficPolicy, ...] = ()
+    consistent_hash: ConsistentHash | None = None  # excludes load_balancer (one LoadBalancerSettings)
 
 
 @dataclass(frozen=True)
@@ -163,11 +179,27 @@ class RouteMatch:
 
 
 @dataclass(frozen=True)
+class HeaderOps:
+    """``headers`` of an http route or of one of its destinations (Istio's
+    ``TranslateHeadersOperations``): ``set`` overwrites, ``add`` appends; ``host``/``:authority``
+    given to ``set``/``add`` is not an operation but ``authority`` (a host rewrite)."""
+
+    request_set: tuple[tuple[str, str], ...] = ()
+    request_add: tuple[tuple[str, str], ...] = ()
+    request_remove: tuple[str, ...] = ()
+    response_set: tuple[tuple[str, str], ...] = ()
+    response_add: tuple[tuple[str, str], ...] = ()
+    response_remove: tuple[str, ...] = ()
+    authority: str = ""
+
+
+@dataclass(frozen=True)
 class Destination:
     host: str  # FQDN
     subset: str = ""
     port: int = DEFAULT_PORT
     weight: int = 0  # 0 = unset
+    headers: HeaderOps | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +238,39 @@ class Retries:
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """``http[].rewrite``: ``uri`` (a prefix rewrite), or ``regex`` (match, substitution); ``authority``."""
+
+    uri: str = ""
+    regex: tuple[str, str] | None = None
+    authority: str = ""
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """``http[].redirect``: answered by Envoy itself with ``code`` and a ``location``."""
+
+    uri: str = ""
+    authority: str = ""
+    scheme: str = ""
+    port: int | None = None
+    derive_port: str = ""  # FROM_PROTOCOL_DEFAULT | FROM_REQUEST_PORT | ""
+    code: int = 301
+
+
+@dataclass(frozen=True)
+class DirectResponse:
+    """``http[].directResponse``: answered by Envoy itself."""
+
+    status: int
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
 class HttpRoute:
+    """One ``http`` route. It forwards to ``destinations`` unless it is a ``redirect`` or a
+    ``direct_response`` (then ``destinations`` is empty)."""
+
     name: str
     matches: tuple[RouteMatch, ...]  # empty: matches everything (prefix "/")
     destinations: tuple[Destination, ...]
@@ -214,6 +278,10 @@ class HttpRoute:
     mirrors: tuple[Mirror, ...] = ()
     timeout_ns: int | None = None  # None = Istio default 0s (disabled)
     retries: Retries | None = None  # None = Istio's default policy
+    headers: HeaderOps | None = None
+    rewrite: Rewrite | None = None
+    redirect: Redirect | None = None
+    direct_response: DirectResponse | None = None
 
 
 @dataclass(frozen=True)

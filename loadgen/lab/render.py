@@ -37,16 +37,20 @@ What it is not: no I/O, no processes, no port picking (the caller passes :class:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from loadgen.lab import render_http as rh
 from loadgen.lab.model import (
+    DEFAULT_PORT,
     DEFAULT_RETRY_ATTEMPTS,
     DEFAULT_RETRY_ON,
     ConnectionPool,
+    ConsistentHash,
     Destination,
     DestinationRule,
     Fault,
@@ -63,6 +67,7 @@ from loadgen.lab.model import (
     TrafficPolicy,
     cluster_name,
 )
+from loadgen.lab.render_http import fmt_duration
 
 MAX_U32 = 2**32 - 1
 DEFAULT_CONNECT_TIMEOUT_NS = 10 * 10**9  # Istio meshConfig.connectTimeout default
@@ -119,14 +124,6 @@ class Ports:
 # --------------------------------------------------------------------------- small helpers
 
 
-def fmt_duration(ns: int) -> str:
-    """Nanoseconds → an Envoy/protobuf duration string: ``7s``, ``0.5s``, ``0.000001s``."""
-    sec, frac = divmod(ns, 10**9)
-    if not frac:
-        return f"{sec}s"
-    return f"{sec}.{frac:09d}".rstrip("0") + "s"
-
-
 def _fraction(f: Fraction) -> dict[str, Any]:
     return {"numerator": f.numerator, "denominator": f.denominator}
 
@@ -144,23 +141,33 @@ def _port_level(policy: TrafficPolicy, port: int) -> TrafficPolicy:
     """A matching portLevelSettings entry replaces every component (no inheritance), as in Istio."""
     for pl in policy.port_level:
         if pl.port == port:
-            return TrafficPolicy(pl.connection_pool, pl.outlier_detection, pl.load_balancer)
-    return TrafficPolicy(policy.connection_pool, policy.outlier_detection, policy.load_balancer)
+            return TrafficPolicy(
+                pl.connection_pool, pl.outlier_detection, pl.load_balancer, consistent_hash=pl.consistent_hash
+            )
+    return TrafficPolicy(
+        policy.connection_pool,
+        policy.outlier_detection,
+        policy.load_balancer,
+        consistent_hash=policy.consistent_hash,
+    )
 
 
 def effective_policy(dr: DestinationRule | None, subset: Subset | None, port: int) -> TrafficPolicy | None:
-    """Istio's ``MergeTrafficPolicy``: top level (port-merged), then the subset's components over it."""
+    """Istio's ``MergeTrafficPolicy``: top level (port-merged), then the subset's components over it
+    (the load balancer settings, ``simple`` or ``consistentHash``, as one component)."""
     top = _port_level(dr.policy, port) if dr is not None and dr.policy is not None else None
     if subset is None or subset.policy is None:
         return top
     sub = subset.policy
+    lb_from = sub if (sub.load_balancer is not None or sub.consistent_hash is not None) else top
     merged = TrafficPolicy(
         sub.connection_pool if sub.connection_pool is not None else (top.connection_pool if top else None),
         sub.outlier_detection
         if sub.outlier_detection is not None
         else (top.outlier_detection if top else None),
-        sub.load_balancer if sub.load_balancer is not None else (top.load_balancer if top else None),
+        lb_from.load_balancer if lb_from else None,
         sub.port_level,
+        consistent_hash=lb_from.consistent_hash if lb_from else None,
     )
     return _port_level(merged, port) if sub.port_level else merged
 
@@ -220,7 +227,11 @@ def _cluster(
         c["alt_stat_name"] = name + ";"
     c["type"] = "STATIC"
     c["connect_timeout"] = fmt_duration(connect)
-    c["lb_policy"] = (policy.load_balancer if policy else None) or "LEAST_REQUEST"
+    ch = policy.consistent_hash if policy else None
+    if ch is not None:
+        c.update(rh.hash_lb(ch))
+    else:
+        c["lb_policy"] = (policy.load_balancer if policy else None) or "LEAST_REQUEST"
     c["circuit_breakers"] = {"thresholds": [_thresholds(cp)]}
     common: dict[str, Any] = {}
     if cp is not None:
@@ -299,14 +310,18 @@ def clusters(spec: LabSpec, ports: Ports, stat_names: str = "modern") -> list[di
 # --------------------------------------------------------------------------- routes
 
 
-def retry_policy(r: Retries | None) -> dict[str, Any] | None:
-    """Istio's ``retry.ConvertPolicy``: default when unset, ``None`` when ``attempts`` is 0."""
+def retry_policy(r: Retries | None, consistent_hash: bool = False) -> dict[str, Any] | None:
+    """Istio's ``retry.ConvertPolicy``: default when unset, ``None`` when ``attempts`` is 0. With
+    consistent hashing the default has no ``previous_hosts`` predicate (retries stay on the
+    hashed host) unless ``retryIgnorePreviousHosts: true`` asks for it."""
     policy: dict[str, Any] = {
         "retry_on": DEFAULT_RETRY_ON,
         "num_retries": DEFAULT_RETRY_ATTEMPTS,
         "retry_host_predicate": [PREVIOUS_HOSTS],
         "host_selection_retry_max_attempts": 5,
     }
+    if consistent_hash:
+        del policy["retry_host_predicate"]
     if r is None:
         return policy
     if r.attempts <= 0:
@@ -330,7 +345,9 @@ def retry_policy(r: Retries | None) -> dict[str, Any] | None:
     if r.per_try_timeout_ns is not None:
         policy["per_try_timeout"] = fmt_duration(r.per_try_timeout_ns)
     if r.ignore_previous_hosts is False:
-        del policy["retry_host_predicate"]
+        policy.pop("retry_host_predicate", None)
+    elif r.ignore_previous_hosts is True:
+        policy["retry_host_predicate"] = [PREVIOUS_HOSTS]
     if r.backoff_ns is not None:
         policy["retry_back_off"] = {"base_interval": fmt_duration(r.backoff_ns)}
     return policy
@@ -394,19 +411,57 @@ def _dest_cluster(d: Destination) -> str:
     return cluster_name(d.host, d.port, d.subset)
 
 
-def route_action(r: HttpRoute) -> dict[str, Any]:
+HashOf = Callable[[Destination], "ConsistentHash | None"]
+
+
+def _no_hash(d: Destination) -> ConsistentHash | None:
+    return None
+
+
+def hash_lookup(spec: LabSpec) -> HashOf:
+    """A destination's consistent-hash settings (subset port level, subset, port level, top level)."""
+
+    def hash_of(d: Destination) -> ConsistentHash | None:
+        dr = spec.destination_rule(d.host)
+        subset = dr.subset(d.subset) if dr is not None and d.subset else None
+        policy = effective_policy(dr, subset, d.port)
+        return policy.consistent_hash if policy is not None else None
+
+    return hash_of
+
+
+def route_action(r: HttpRoute, hash_of: HashOf = _no_hash) -> dict[str, Any]:
+    """The ``route`` action of a forwarding http route (Istio's ``applyHTTPRouteDestination``)."""
     action: dict[str, Any] = {}
     dests = list(r.destinations)
     if len(dests) > 1:
         dests = [d for d in dests if d.weight > 0]  # Istio drops weight-0 destinations
+    authority = r.headers.authority if r.headers is not None else ""
+    if r.rewrite is not None:
+        action.update(rh.rewrite_fields(r.rewrite))
+        authority = r.rewrite.authority or authority
     if len(dests) == 1:
         action["cluster"] = _dest_cluster(dests[0])
+        if not authority and dests[0].headers is not None:
+            authority = dests[0].headers.authority  # only when the route sets none
     else:
-        action["weighted_clusters"] = {
-            "clusters": [{"name": _dest_cluster(d), "weight": d.weight} for d in dests]
-        }
+        weighted: list[dict[str, Any]] = []
+        for d in dests:
+            cw: dict[str, Any] = {"name": _dest_cluster(d), "weight": d.weight}
+            if d.headers is not None:
+                cw.update(rh.header_fields(d.headers))
+                if d.headers.authority:
+                    cw["host_rewrite_literal"] = d.headers.authority
+            weighted.append(cw)
+        action["weighted_clusters"] = {"clusters": weighted}
+    if authority:
+        action["host_rewrite_literal"] = authority
     action["timeout"] = fmt_duration(r.timeout_ns or 0)
-    rp = retry_policy(r.retries)
+    hashes = [hash_of(d) for d in dests]
+    policies = [rh.hash_policy(h) for h in hashes if h is not None]
+    if policies:
+        action["hash_policy"] = policies
+    rp = retry_policy(r.retries, consistent_hash=len(dests) == 1 and hashes[0] is not None)
     if rp is not None:
         action["retry_policy"] = rp
     if r.mirrors:
@@ -422,16 +477,30 @@ def route_action(r: HttpRoute) -> dict[str, Any]:
     return action
 
 
-def http_routes(r: HttpRoute) -> list[dict[str, Any]]:
-    """One Envoy route per match entry of one VirtualService ``http`` route (one when no match)."""
-    action = route_action(r)
+def http_routes(
+    r: HttpRoute, listen_port: int = DEFAULT_PORT, hash_of: HashOf = _no_hash
+) -> list[dict[str, Any]]:
+    """One Envoy route per match entry of one VirtualService ``http`` route (one when no match);
+    ``listen_port`` is the service port (what a redirect's ``derivePort: FROM_REQUEST_PORT`` uses)."""
+    what: dict[str, Any]
+    if r.redirect is not None:
+        what = {"redirect": rh.redirect_action(r.redirect, listen_port)}
+    elif r.direct_response is not None:
+        what = {"direct_response": rh.direct_response_action(r.direct_response)}
+    else:
+        what = {"route": route_action(r, hash_of)}
+    headers: dict[str, Any] = rh.header_fields(r.headers) if r.headers is not None else {}
+    forwarded = [d for d in r.destinations if len(r.destinations) == 1 or d.weight > 0]
+    if "route" in what and len(forwarded) == 1 and forwarded[0].headers is not None:
+        rh.merge_header_fields(headers, rh.header_fields(forwarded[0].headers))
     out: list[dict[str, Any]] = []
     for m in r.matches or (None,):
         route: dict[str, Any] = {}
         if r.name:
             route["name"] = r.name
         route["match"] = route_match(m)
-        route["route"] = action
+        route.update(what)
+        route.update(headers)
         if m is not None and m.stat_prefix:
             route["stat_prefix"] = m.stat_prefix
         if r.fault is not None:
@@ -440,22 +509,28 @@ def http_routes(r: HttpRoute) -> list[dict[str, Any]]:
     return out
 
 
-def default_route(svc: Service) -> dict[str, Any]:
-    """Istio's ``BuildDefaultHTTPOutboundRoute``: to ``outbound|port||fqdn``, default retries, no timeout."""
-    return {
-        "name": "default",
-        "match": {"prefix": "/"},
-        "route": {
-            "cluster": cluster_name(svc.host, svc.port),
-            "timeout": "0s",
-            "retry_policy": retry_policy(None),
-        },
+def default_route(svc: Service, hash_of: HashOf = _no_hash) -> dict[str, Any]:
+    """Istio's ``BuildDefaultHTTPOutboundRoute``: to ``outbound|port||fqdn``, default retries, no
+    timeout; the service's consistent hash, if its DestinationRule has one."""
+    action: dict[str, Any] = {
+        "cluster": cluster_name(svc.host, svc.port),
+        "timeout": "0s",
+        "retry_policy": retry_policy(None),
     }
+    h = hash_of(Destination(svc.host, "", svc.port))
+    if h is not None:
+        action["hash_policy"] = [rh.hash_policy(h)]
+    return {"name": "default", "match": {"prefix": "/"}, "route": action}
 
 
 def virtual_host(spec: LabSpec, svc: Service, *, catch_all: bool) -> dict[str, Any]:
     vs = spec.virtual_service(svc.host)
-    routes = [rt for r in vs.http for rt in http_routes(r)] if vs is not None else [default_route(svc)]
+    hash_of = hash_lookup(spec)
+    routes = (
+        [rt for r in vs.http for rt in http_routes(r, svc.port, hash_of)]
+        if vs is not None
+        else [default_route(svc, hash_of)]
+    )
     domains = list(svc.domains()) + (["*"] if catch_all else [])
     return {"name": f"{svc.host}:{svc.port}", "domains": domains, "routes": routes}
 

@@ -425,7 +425,8 @@ def test_hosts_istio_would_not_expand_and_conflicting_ports() -> None:
 def test_missing_route_and_empty_string_match() -> None:
     assert (
         err(vs("  - match: [{uri: {prefix: /}}]\n"))
-        == "lab.yaml: document 1 (VirtualService reviews): http[0].route: required (a list of destinations)"
+        == "lab.yaml: document 1 (VirtualService reviews): http[0].route: "
+        "required (a list of destinations, or a redirect or directResponse)"
     )
     assert (
         err(vs("  - match: [{uri: {}}]\n    route: [{destination: {host: reviews}}]\n"))
