@@ -148,7 +148,9 @@ def _close_clients() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EchoServer]:
-    with EchoServer(config=ServeConfig(max_delay=0.4)) as srv:
+    # seeded: the probabilistic tests below check proportions, and a fixed seed makes their
+    # outcome the same on every run (the seed's own effect is tested separately)
+    with EchoServer(config=ServeConfig(max_delay=0.4, seed=20261126)) as srv:
         yield srv
 
 
@@ -383,6 +385,17 @@ def test_status_probability_single(server: EchoServer) -> None:
     got = statuses(server.port, "/?status=503:30", n)
     assert set(got) <= {200, 503}
     assert binomial_ok(got.count(503), n, 30)
+
+
+def test_seed_makes_the_dice_reproducible() -> None:
+    def run(seed: int | None) -> list[int]:
+        with EchoServer(config=ServeConfig(seed=seed)) as srv:
+            return statuses(srv.port, "/?status=503:50", 200)
+
+    first, again, other = run(7), run(7), run(8)
+    assert first == again  # same seed, same answers in the same order
+    assert first != other  # 200 coin flips agreeing by chance: 2**-200
+    assert 40 <= first.count(503) <= 160
 
 
 def test_status_probability_list(server: EchoServer) -> None:

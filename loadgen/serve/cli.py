@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -50,6 +51,8 @@ def _build_parser() -> _Parser:
     p.add_argument("-echo-debug-path", "--echo-debug-path", default="/debug", help="debug page path")
     p.add_argument("-idle-timeout", "-server-idle-timeout", "--idle-timeout", default="30s",
                    help="close idle keep-alive connections after this (Go duration, 0: never)")  # fmt: skip
+    p.add_argument("-seed", "--seed", type=int, default=None,
+                   help="seed the dice of the status=/delay=/size=/close= percentages")  # fmt: skip
     return p
 
 
@@ -74,6 +77,7 @@ def _config_from_args(ns: argparse.Namespace) -> ServeConfig:
         default_params=ns.default_params,
         debug_path=ns.echo_debug_path,
         access_log=ns.access_log,
+        seed=ns.seed,
     )
 
 
@@ -143,7 +147,8 @@ def _run_workers(
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     failed = False
     try:
-        for _ in range(workers):
+        for index in range(workers):
+            wcfg = cfg if cfg.seed is None else dataclasses.replace(cfg, seed=cfg.seed + index)
             pid = os.fork()
             if pid == 0:  # worker
                 for s, h in old.items():
@@ -158,7 +163,7 @@ def _run_workers(
                         os.write(wfd, b"r")
                         os.close(wfd)
 
-                    asyncio.run(serve_until_signal(cfg, wsock, worker_ready))
+                    asyncio.run(serve_until_signal(wcfg, wsock, worker_ready))
                     code = 0
                 finally:
                     os._exit(code)

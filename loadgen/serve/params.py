@@ -38,6 +38,9 @@ class ServeConfig:
     """Path of the debug page; ``debug_path + '/echo/'`` is an echo path too."""
     access_log: str | None = None
     """Append one line per request to this file."""
+    seed: int | None = None
+    """Seed of the dice for the probabilistic parameters (``status=503:10``...): the same seed and
+    the same request order give the same answers. ``None``: seeded from the OS."""
 
 
 def parse_go_duration(text: str) -> float:

@@ -88,7 +88,7 @@ class Shared:
         self.requests = 0
         self.connections = 0
         self.started = time.monotonic()
-        self.rnd = random.random
+        self.rnd = random.Random(cfg.seed).random
         self.date_server = b""
         self.ok_empty = b""
         self.refresh()
