@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from loadgen.lab.model import HttpRoute, LabSpec, RouteMatch, StringMatch
 
@@ -39,11 +40,16 @@ def str_match(m: StringMatch, value: str | None) -> bool:
 
 def route_matches(match: RouteMatch, method: str, path: str, headers: dict[str, str]) -> bool:
     """One ``match`` entry: every condition in it must hold."""
+    p, _, query = path.partition("?")
     if match.uri is not None:
-        p = path.split("?", 1)[0]
-        if match.ignore_uri_case:
-            p = p.lower()
-        if not str_match(match.uri, p):
+        uri = match.uri
+        if match.ignore_uri_case:  # Envoy's case_sensitive: false compares both sides folded
+            p, uri = p.lower(), StringMatch(uri.kind, uri.value.lower())
+        if not str_match(uri, p):
+            return False
+    if match.query_params:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        if not all(str_match(sm, params.get(name)) for name, sm in match.query_params):
             return False
     hdrs = {k.lower(): v for k, v in headers.items()}
     hdrs[":method"] = method
@@ -79,6 +85,18 @@ def expected_split(spec: LabSpec, short: str, path: str, headers: dict[str, str]
         share = (d.weight / total) if total else 1.0
         out[name] = out.get(name, 0.0) + share
     return out
+
+
+def envoy_answer(route: HttpRoute | bool | None) -> tuple[str, int] | None:
+    """``(what, status)`` when the route is answered by Envoy itself (a redirect or a direct
+    response), else ``None``."""
+    if not isinstance(route, HttpRoute):
+        return None
+    if route.redirect is not None:
+        return f"redirect {route.redirect.code}", route.redirect.code
+    if route.direct_response is not None:
+        return f"direct response {route.direct_response.status}", route.direct_response.status
+    return None
 
 
 def probes(spec: LabSpec, short: str) -> list[dict[str, str]]:

@@ -135,6 +135,13 @@ def _check_splits(ctx: Ctx, short: str, path: str, prefix: str) -> None:
         declared = (
             ", ".join(f"{decl.subset_of(k)} {100 * v:g} %" for k, v in want.items()) or "no route (404)"
         )
+        answer = decl.envoy_answer(decl.declared_route(lab.spec, short, path, probe))
+        if answer is not None:
+            what, code = answer
+            codes = r.engine_result.codes
+            ok = total == 0 and codes.get(code, 0) == n
+            ctx.out.add(label, f"{what} by Envoy, no upstream request", f"{_codes(codes)}; {observed}", ok)
+            continue
         if deterministic:
             ok = all(v == (n if k in want else 0) for k, v in got.items()) and total == (n if want else 0)
             ctx.out.add(label, declared, observed, ok)

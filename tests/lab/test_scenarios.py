@@ -183,3 +183,41 @@ spec:
     assert "initial: x-canary: yes" in names
     assert any(n.endswith("-> v1") for n in names) and any(n.endswith("-> v3") for n in names)
     assert not any(n.startswith(("jason", "80-20")) for n in names)  # the packaged steps are not applied
+
+
+def test_user_routing_yaml_with_a_redirect_and_a_direct_response(tmp_path: Path) -> None:
+    # routes answered by Envoy itself are declared as such: the client gets the code, and no
+    # upstream cluster sees the request
+    f = tmp_path / "vs.yaml"
+    f.write_text(
+        """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    redirect: {uri: /login, redirectCode: 302}
+  - match: [{headers: {end-user: {exact: kim}}}]
+    directResponse: {status: 503, body: {string: maintenance}}
+  - route: [{destination: {host: reviews, subset: v1}}]
+"""
+    )
+    err = io.StringIO()
+    o = run_scenario("routing", user_files=[str(f)], err=err)
+    assert not o.failed, _failed(o) + "\n" + err.getvalue()
+    declared = {c.declared: c for c in o.checks}
+    redirect = declared["redirect 302 by Envoy, no upstream request"]
+    direct = declared["direct response 503 by Envoy, no upstream request"]
+    assert redirect.verdict == direct.verdict == "PASS"
+    assert redirect.observed.startswith("302: 100") and direct.observed.startswith("503: 100")
+    assert any(c.declared == "v1 100 %" and c.verdict == "PASS" for c in o.checks)
