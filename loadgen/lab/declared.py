@@ -81,6 +81,8 @@ def expected_split(spec: LabSpec, short: str, path: str, headers: dict[str, str]
     total = sum(d.weight for d in dests) if len(dests) > 1 else 0
     out: dict[str, float] = {}
     for d in dests:
+        if total and d.weight == 0:
+            continue  # Istio drops weight-0 destinations of a split
         name = str(spec.cluster_name(d.host, d.subset))
         share = (d.weight / total) if total else 1.0
         out[name] = out.get(name, 0.0) + share

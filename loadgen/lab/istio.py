@@ -467,7 +467,7 @@ def _destination(ctx: Ctx, v: object, path: str, refs: list[_Ref]) -> Destinatio
         fr.check_fields(ctx, pm, pp, {"number"})
         port = fr.read_int(ctx, pm.get("number"), join(pp, "number"), 1, 65535)
     refs.append(_Ref(ctx, join(path, "subset") if subset else path, host, subset, port))
-    return Destination(host, subset, port)
+    return Destination(host, subset, port, port_given=port != 0)
 
 
 def _fault(ctx: Ctx, v: object, path: str) -> Fault:
@@ -600,24 +600,28 @@ def _http_route(ctx: Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute |
             fr.read_list(ctx, r["match"], join(path, "match")) if r.get("match") is not None else []
         )
     )
-    headers = (
-        ih.header_ops(ctx, r["headers"], join(path, "headers")) if r.get("headers") is not None else None
-    )
     fault = _fault(ctx, r["fault"], join(path, "fault")) if r.get("fault") is not None else None
-    actions = [k for k in ("route", "redirect", "directResponse") if r.get(k)]
+    actions = [k for k in ("route", "redirect", "directResponse") if r.get(k) is not None]
     if len(actions) > 1:
         raise ctx.error(path, f"give one of route, redirect or directResponse, not {' and '.join(actions)}")
-    if r.get("redirect") or r.get("directResponse"):
-        for k in ("rewrite", "mirror", "mirrors", "timeout", "retries"):
+    if r.get("redirect") is not None or r.get("directResponse") is not None:
+        what = "redirect" if r.get("redirect") is not None else "directResponse"
+        for k in ("fault", "rewrite"):  # Istio rejects these next to a redirect or a direct response
+            if r.get(k) is not None:
+                raise ctx.error(join(path, k), f"an HTTP route cannot contain both {k} and {what}")
+        for k in ("mirror", "mirrors", "timeout", "retries"):
             if r.get(k) is not None:
                 ctx.warn(join(path, k), "ignored (the route answers by itself: no upstream request)")
-        redirect = ih.redirect(ctx, r["redirect"], join(path, "redirect")) if r.get("redirect") else None
+        headers = (
+            ih.header_ops(ctx, r["headers"], join(path, "headers")) if r.get("headers") is not None else None
+        )
+        redirect = ih.redirect(ctx, r["redirect"], join(path, "redirect")) if what == "redirect" else None
         direct = (
             ih.direct_response(ctx, r["directResponse"], join(path, "directResponse"))
-            if r.get("directResponse")
+            if what == "directResponse"
             else None
         )
-        return HttpRoute(name, matches, (), fault, headers=headers, redirect=redirect, direct_response=direct)
+        return HttpRoute(name, matches, (), None, headers=headers, redirect=redirect, direct_response=direct)
     if not r.get("route"):
         if "delegate" in r:
             ctx.warn(path, "route skipped: it has no route destinations")
@@ -626,6 +630,13 @@ def _http_route(ctx: Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute |
             join(path, "route"), "required (a list of destinations, or a redirect or directResponse)"
         )
     rewrite = ih.rewrite(ctx, r["rewrite"], join(path, "rewrite")) if r.get("rewrite") is not None else None
+    headers = (
+        ih.header_ops(
+            ctx, r["headers"], join(path, "headers"), rewrite_authority=rewrite.authority if rewrite else ""
+        )
+        if r.get("headers") is not None
+        else None
+    )
     rp = join(path, "route")
     dests: list[Destination] = []
     for i, item in enumerate(fr.read_list(ctx, r["route"], rp)):

@@ -4,11 +4,21 @@
 route's hash policy). What they become in Envoy is :mod:`loadgen.lab.render`'s business (it follows
 Istio's ``route.go``: ``TranslateHeadersOperations``, ``ApplyRedirect``, ``ApplyDirectResponse``).
 
-Istio's rules kept here: ``host``/``:authority`` in ``headers.request.set``/``add`` is not a header
-operation but a host rewrite (``set`` wins over ``add``); other pseudo-headers and ``host`` are
-dropped from every list; ``redirect.redirectCode`` is one of 301 (default), 302, 303, 307, 308;
-``redirect.port`` and ``redirect.derivePort`` exclude each other; a route has exactly one of
-``route``, ``redirect`` and ``directResponse``.
+Istio's rules kept here (its validation, then its translation): ``host``/``:authority`` in
+``headers.request.set``/``add`` is not a header operation but a host rewrite, and the authority
+may be given once (there, or in ``rewrite.authority``); other pseudo-headers and ``host`` are
+rejected; a literal ``%`` in a header value must be ``%%`` (Envoy reads ``%NAME%`` as a variable);
+``redirect`` must change something, ``redirectCode`` is 301 (default), 302, 303, 307 or 308,
+``port`` and ``derivePort`` exclude each other; a route has one of ``route``, ``redirect`` and
+``directResponse``, and ``fault`` or ``rewrite`` cannot go with the last two; direct-response
+bodies stay under 1 MiB; ``uriRegexRewrite`` needs ``match`` and ``rewrite``; ``consistentHash``
+has exactly one hash key, Maglev a prime ``tableSize`` below 5000011, and the legacy
+``minimumRingSize`` excludes ``ringHash``/``maglev``.
+
+Stricter than Istio, on purpose: header names must be HTTP tokens, ``rewrite.uri`` and
+``redirect.uri`` must start with ``/``, ``useSourceIp: false`` is an error (it hashes nothing),
+and redirect codes Istio would drop with a warning are errors. ``derivePort: FROM_REQUEST_PORT``
+redirects to the service's port, the port the client's sidecar listens on in a mesh.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 from loadgen.lab import istio_fields as fr
 from loadgen.lab.istio_fields import Ctx, join
-from loadgen.lab.model import ConsistentHash, DirectResponse, HeaderOps, Redirect, Rewrite
+from loadgen.lab.model import MAX_DIRECT_BODY, ConsistentHash, DirectResponse, HeaderOps, Redirect, Rewrite
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 DERIVE_PORTS = ("FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT")
@@ -32,21 +42,41 @@ def _is_authority(name: str) -> bool:
     return name.lower() in ("host", ":authority")
 
 
-def _is_internal(name: str) -> bool:
-    return name.startswith(":") or name.lower() == "host"
+_PERCENT_RE = re.compile(r"%%|%[A-Z0-9_]+(\([^)]*\))?(:[0-9]+)?%")
 
 
-def _header_map(ctx: Ctx, v: object, path: str) -> list[tuple[str, str]]:
+def _check_value(ctx: Ctx, path: str, text: str) -> None:
+    if _BAD_VALUE_RE.search(text):
+        raise ctx.error(path, "header values cannot contain control characters")
+    # Envoy reads %NAME% as a variable: a lone % must be written %%
+    if "%" in _PERCENT_RE.sub("", text):
+        raise ctx.error(
+            path, f"{text!r}: a literal '%' must be written '%%' (Envoy reads %NAME% as a variable)"
+        )
+
+
+def _check_name(ctx: Ctx, path: str, name: str, *, authority_ok: bool) -> None:
+    """Istio's header-operation name rules: no pseudo-headers, no ``host``, except that a request
+    ``set``/``add`` of ``host``/``:authority`` is an authority rewrite."""
+    if authority_ok and _is_authority(name):
+        return
+    if name.startswith(":"):
+        raise ctx.error(path, f"{name!r}: header cannot have ':' prefix")
+    if name.lower() == "host":
+        raise ctx.error(path, "cannot set Host header")
+    if not _HEADER_NAME_RE.match(name):
+        raise ctx.error(path, f"{name!r} is not a valid header name")
+
+
+def _header_map(ctx: Ctx, v: object, path: str, *, authority_ok: bool) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for name, value in fr.read_mapping(ctx, v, path).items():
         np = join(path, name)
-        if not (name.startswith(":") and _HEADER_NAME_RE.match(name[1:])) and not _HEADER_NAME_RE.match(name):
-            raise ctx.error(np, f"{name!r} is not a valid header name")
+        _check_name(ctx, np, name, authority_ok=authority_ok)
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ctx.error(np, f"expected a string value, got {fr.typename(value)}")
         text = str(value)
-        if _BAD_VALUE_RE.search(text):
-            raise ctx.error(np, "header values cannot contain control characters")
+        _check_value(ctx, np, text)
         out.append((name, text))
     return out
 
@@ -55,14 +85,16 @@ def _header_names(ctx: Ctx, v: object, path: str) -> list[str]:
     names: list[str] = []
     for i, item in enumerate(fr.read_list(ctx, v, path)):
         name = fr.read_str(ctx, item, join(path, i))
-        if not _HEADER_NAME_RE.match(name.lstrip(":")):
-            raise ctx.error(join(path, i), f"{name!r} is not a valid header name")
+        _check_name(ctx, join(path, i), name, authority_ok=False)
         names.append(name)
     return names
 
 
-def header_ops(ctx: Ctx, v: object, path: str) -> HeaderOps:
-    """``headers: {request: {set, add, remove}, response: {set, add, remove}}``."""
+def header_ops(ctx: Ctx, v: object, path: str, *, rewrite_authority: str = "") -> HeaderOps:
+    """``headers: {request: {set, add, remove}, response: {set, add, remove}}``.
+
+    ``rewrite_authority``: the route's ``rewrite.authority``; the authority may be given once in
+    all (Istio: "authority header cannot be set multiple times")."""
     m = fr.read_mapping(ctx, v, path)
     fr.check_fields(ctx, m, path, {"request", "response"})
     parts: dict[str, dict[str, Any]] = {}
@@ -70,39 +102,44 @@ def header_ops(ctx: Ctx, v: object, path: str) -> HeaderOps:
         sp = join(path, side)
         sm = fr.read_mapping(ctx, m[side], sp) if m.get(side) is not None else {}
         fr.check_fields(ctx, sm, sp, {"set", "add", "remove"})
+        ok = side == "request"
         got: dict[str, Any] = {
-            "set": _header_map(ctx, sm["set"], join(sp, "set")) if sm.get("set") is not None else [],
-            "add": _header_map(ctx, sm["add"], join(sp, "add")) if sm.get("add") is not None else [],
+            "set": _header_map(ctx, sm["set"], join(sp, "set"), authority_ok=ok)
+            if sm.get("set") is not None
+            else [],
+            "add": _header_map(ctx, sm["add"], join(sp, "add"), authority_ok=ok)
+            if sm.get("add") is not None
+            else [],
             "remove": _header_names(ctx, sm["remove"], join(sp, "remove"))
             if sm.get("remove") is not None
             else [],
         }
         parts[side] = got
     req, resp = parts["request"], parts["response"]
-    authority = ""
-    for op in ("add", "set"):  # set wins over add, as in Istio
+    authority = rewrite_authority
+    for op in ("set", "add"):
         for name, value in req[op]:
             if _is_authority(name):
+                if authority:
+                    raise ctx.error(
+                        join(join(join(path, "request"), op), name),
+                        f"authority header cannot be set multiple times: have {authority!r}, "
+                        f"attempting to set {value!r}",
+                    )
                 authority = value
-    dropped = [n for n, _ in req["set"] + req["add"] if _is_internal(n) and not _is_authority(n)]
-    dropped += [n for n in req["remove"] if _is_internal(n)]
-    dropped += [n for n, _ in resp["set"] + resp["add"] if _is_internal(n)]
-    dropped += [n for n in resp["remove"] if _is_internal(n)]
-    for n in dropped:
-        ctx.warn(path, f"{n!r}: ignored (a route cannot change it)")
 
     def keep(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         # Istio sorts each list by name (its maps have no order)
-        return tuple(sorted((n, val) for n, val in pairs if not _is_internal(n)))
+        return tuple(sorted((n, val) for n, val in pairs if not _is_authority(n)))
 
     return HeaderOps(
         request_set=keep(req["set"]),
         request_add=keep(req["add"]),
-        request_remove=tuple(n for n in req["remove"] if not _is_internal(n)),
+        request_remove=tuple(req["remove"]),
         response_set=keep(resp["set"]),
         response_add=keep(resp["add"]),
-        response_remove=tuple(n for n in resp["remove"] if not _is_internal(n)),
-        authority=authority,
+        response_remove=tuple(resp["remove"]),
+        authority="" if authority == rewrite_authority else authority,
     )
 
 
@@ -124,7 +161,9 @@ def rewrite(ctx: Ctx, v: object, path: str) -> Rewrite:
             re.compile(pattern)
         except re.error as exc:
             raise ctx.error(join(rp, "match"), f"invalid regex {pattern!r}: {exc}") from None
-        regex = (pattern, fr.read_str(ctx, rm.get("rewrite"), join(rp, "rewrite"), required=False))
+        if rm.get("rewrite") is None:
+            raise ctx.error(join(rp, "rewrite"), "required (uriRegexRewrite needs both match and rewrite)")
+        regex = (pattern, fr.read_str(ctx, rm["rewrite"], join(rp, "rewrite"), required=False))
     if uri and not uri.startswith("/"):
         raise ctx.error(join(path, "uri"), f"{uri!r} must start with '/'")
     if not (uri or authority or regex):
@@ -149,6 +188,8 @@ def redirect(ctx: Ctx, v: object, path: str) -> Redirect:
     derive = fr.read_str(ctx, m.get("derivePort"), join(path, "derivePort"), required=False)
     if derive and derive not in DERIVE_PORTS:
         raise ctx.error(join(path, "derivePort"), f"{derive!r}: use {' or '.join(DERIVE_PORTS)}")
+    if not (uri or authority or scheme or port is not None or derive):
+        raise ctx.error(path, "redirect must specify uri, authority, scheme or port")
     code = 301
     if m.get("redirectCode") is not None:
         code = fr.read_int(ctx, m["redirectCode"], join(path, "redirectCode"), 0, 999) or 301
@@ -168,21 +209,29 @@ def direct_response(ctx: Ctx, v: object, path: str) -> DirectResponse:
         raise ctx.error(join(path, "status"), "required")
     status = fr.read_int(ctx, m["status"], join(path, "status"), 200, 599)
     body: bytes | None = None
+    as_text = True
     if m.get("body") is not None:
         bp = join(path, "body")
         bm = fr.read_mapping(ctx, m["body"], bp)
         fr.check_fields(ctx, bm, bp, {"string", "bytes"})
-        if len(bm) != 1:
+        if len(bm) > 1:
             raise ctx.error(bp, "give one of string or bytes")
-        if "string" in bm:
+        if not bm:
+            pass  # Istio: no body
+        elif "string" in bm:
             body = fr.read_str(ctx, bm["string"], join(bp, "string"), required=False).encode()
         else:
+            as_text = False
             raw = fr.read_str(ctx, bm["bytes"], join(bp, "bytes"), required=False)
             try:
                 body = base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError):
                 raise ctx.error(join(bp, "bytes"), "not valid base64") from None
-    return DirectResponse(status, body)
+        if body is not None and len(body) > MAX_DIRECT_BODY:
+            raise ctx.error(bp, f"the body must be less than 1MB ({len(body)} bytes)")
+        if body is not None and len(body) > 100 * 1024:
+            ctx.warn(bp, f"a {len(body)}-byte body is large (Istio warns above 100 KiB)")
+    return DirectResponse(status, body, as_text)
 
 
 _HASH_KEYS = {
@@ -219,13 +268,21 @@ def consistent_hash(ctx: Ctx, v: object, path: str) -> ConsistentHash:
         name = fr.read_str(ctx, m[key], kp)
     if m.get("ringHash") is not None and m.get("maglev") is not None:
         raise ctx.error(path, "give ringHash or maglev, not both")
+    if m.get("minimumRingSize") and (m.get("ringHash") is not None or m.get("maglev") is not None):
+        raise ctx.error(path, "only one of minimumRingSize or maglev/ringHash can be specified")
+    if m.get("minimumRingSize") is not None:
+        ctx.warn(join(path, "minimumRingSize"), "deprecated (use ringHash.minimumRingSize)")
     algorithm, size = "ring_hash", 0
     if m.get("maglev") is not None:
         mp = join(path, "maglev")
         mm = fr.read_mapping(ctx, m["maglev"], mp)
         fr.check_fields(ctx, mm, mp, {"tableSize"})
         algorithm = "maglev"
-        size = fr.read_int(ctx, mm.get("tableSize", 0), join(mp, "tableSize"), 0, 2**32 - 1)
+        if mm.get("tableSize") is None:
+            raise ctx.error(join(mp, "tableSize"), "required (a prime below 5000011)")
+        size = fr.read_int(ctx, mm["tableSize"], join(mp, "tableSize"), 1, 5_000_010)
+        if not _is_prime(size):
+            raise ctx.error(join(mp, "tableSize"), f"{size} is not a prime number")
     elif m.get("ringHash") is not None:
         rp = join(path, "ringHash")
         rm = fr.read_mapping(ctx, m["ringHash"], rp)
@@ -237,3 +294,14 @@ def consistent_hash(ctx: Ctx, v: object, path: str) -> ConsistentHash:
             fr.read_int(ctx, m.get("minimumRingSize", 0), join(path, "minimumRingSize"), 0, 8_388_608) or 1024
         )
     return ConsistentHash(_HASH_KEYS[key], name, cookie_path, ttl, algorithm, size)
+
+
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    i = 2
+    while i * i <= n:
+        if n % i == 0:
+            return False
+        i += 1
+    return True

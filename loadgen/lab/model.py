@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from loadgen.errors import UsageError
 
 DEFAULT_PORT = 8000
+MAX_DIRECT_BODY = 1024 * 1024  # Istio's DefaultMaxDirectResponseBodySizeBytes (route config)
 """Service port when neither a destination nor the topology gives one (Istio's httpbin sample)."""
 
 CLUSTER_DOMAIN = "cluster.local"
@@ -200,6 +201,7 @@ class Destination:
     port: int = DEFAULT_PORT
     weight: int = 0  # 0 = unset
     headers: HeaderOps | None = None
+    port_given: bool = False  # destination.port.number was written (port-level hashes need it)
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ class DirectResponse:
 
     status: int
     body: bytes | None = None
+    as_text: bool = True  # given as ``body.string`` (else ``body.bytes``)
 
 
 @dataclass(frozen=True)

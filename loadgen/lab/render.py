@@ -49,6 +49,7 @@ from loadgen.lab.model import (
     DEFAULT_PORT,
     DEFAULT_RETRY_ATTEMPTS,
     DEFAULT_RETRY_ON,
+    MAX_DIRECT_BODY,
     ConnectionPool,
     ConsistentHash,
     Destination,
@@ -418,29 +419,54 @@ def _no_hash(d: Destination) -> ConsistentHash | None:
     return None
 
 
+def _port_hash(policy: TrafficPolicy | None, port: int) -> ConsistentHash | None:
+    for pl in policy.port_level if policy is not None else ():
+        if pl.port == port:
+            return pl.consistent_hash  # the first entry for the port decides, hash or not
+    return None
+
+
 def hash_lookup(spec: LabSpec) -> HashOf:
-    """A destination's consistent-hash settings (subset port level, subset, port level, top level)."""
+    """A route destination's consistent hash, in Istio's order (``hashForHTTPDestination``): the
+    subset's port-level hash, the subset's, the port-level one, the top-level one. Port-level
+    entries count only when the destination names its port."""
 
     def hash_of(d: Destination) -> ConsistentHash | None:
         dr = spec.destination_rule(d.host)
-        subset = dr.subset(d.subset) if dr is not None and d.subset else None
-        policy = effective_policy(dr, subset, d.port)
-        return policy.consistent_hash if policy is not None else None
+        if dr is None:
+            return None
+        sub = dr.subset(d.subset) if d.subset else None
+        sub_policy = sub.policy if sub is not None else None
+        candidates = (
+            _port_hash(sub_policy, d.port) if d.port_given else None,
+            sub_policy.consistent_hash if sub_policy is not None else None,
+            _port_hash(dr.policy, d.port) if d.port_given else None,
+            dr.policy.consistent_hash if dr.policy is not None else None,
+        )
+        return next((h for h in candidates if h is not None), None)
 
     return hash_of
+
+
+def service_hash(spec: LabSpec, svc: Service) -> ConsistentHash | None:
+    """The hash of a service's default route (Istio's ``hashForService``): the top level, replaced
+    by the service port's entry when that has one."""
+    dr = spec.destination_rule(svc.host)
+    if dr is None or dr.policy is None:
+        return None
+    return _port_hash(dr.policy, svc.port) or dr.policy.consistent_hash
 
 
 def route_action(r: HttpRoute, hash_of: HashOf = _no_hash) -> dict[str, Any]:
     """The ``route`` action of a forwarding http route (Istio's ``applyHTTPRouteDestination``)."""
     action: dict[str, Any] = {}
-    dests = list(r.destinations)
-    if len(dests) > 1:
-        dests = [d for d in dests if d.weight > 0]  # Istio drops weight-0 destinations
+    single = len(r.destinations) == 1  # Istio decides on the list as written (100/0 stays weighted)
+    dests = list(r.destinations) if single else [d for d in r.destinations if d.weight > 0]
     authority = r.headers.authority if r.headers is not None else ""
     if r.rewrite is not None:
         action.update(rh.rewrite_fields(r.rewrite))
         authority = r.rewrite.authority or authority
-    if len(dests) == 1:
+    if single:
         action["cluster"] = _dest_cluster(dests[0])
         if not authority and dests[0].headers is not None:
             authority = dests[0].headers.authority  # only when the route sets none
@@ -461,7 +487,7 @@ def route_action(r: HttpRoute, hash_of: HashOf = _no_hash) -> dict[str, Any]:
     policies = [rh.hash_policy(h) for h in hashes if h is not None]
     if policies:
         action["hash_policy"] = policies
-    rp = retry_policy(r.retries, consistent_hash=len(dests) == 1 and hashes[0] is not None)
+    rp = retry_policy(r.retries, consistent_hash=single and hashes[0] is not None)
     if rp is not None:
         action["retry_policy"] = rp
     if r.mirrors:
@@ -490,9 +516,8 @@ def http_routes(
     else:
         what = {"route": route_action(r, hash_of)}
     headers: dict[str, Any] = rh.header_fields(r.headers) if r.headers is not None else {}
-    forwarded = [d for d in r.destinations if len(r.destinations) == 1 or d.weight > 0]
-    if "route" in what and len(forwarded) == 1 and forwarded[0].headers is not None:
-        rh.merge_header_fields(headers, rh.header_fields(forwarded[0].headers))
+    if "route" in what and len(r.destinations) == 1 and r.destinations[0].headers is not None:
+        rh.merge_header_fields(headers, rh.header_fields(r.destinations[0].headers))
     out: list[dict[str, Any]] = []
     for m in r.matches or (None,):
         route: dict[str, Any] = {}
@@ -509,7 +534,7 @@ def http_routes(
     return out
 
 
-def default_route(svc: Service, hash_of: HashOf = _no_hash) -> dict[str, Any]:
+def default_route(svc: Service, h: ConsistentHash | None = None) -> dict[str, Any]:
     """Istio's ``BuildDefaultHTTPOutboundRoute``: to ``outbound|port||fqdn``, default retries, no
     timeout; the service's consistent hash, if its DestinationRule has one."""
     action: dict[str, Any] = {
@@ -517,7 +542,6 @@ def default_route(svc: Service, hash_of: HashOf = _no_hash) -> dict[str, Any]:
         "timeout": "0s",
         "retry_policy": retry_policy(None),
     }
-    h = hash_of(Destination(svc.host, "", svc.port))
     if h is not None:
         action["hash_policy"] = [rh.hash_policy(h)]
     return {"name": "default", "match": {"prefix": "/"}, "route": action}
@@ -529,7 +553,7 @@ def virtual_host(spec: LabSpec, svc: Service, *, catch_all: bool) -> dict[str, A
     routes = (
         [rt for r in vs.http for rt in http_routes(r, svc.port, hash_of)]
         if vs is not None
-        else [default_route(svc, hash_of)]
+        else [default_route(svc, service_hash(spec, svc))]
     )
     domains = list(svc.domains()) + (["*"] if catch_all else [])
     return {"name": f"{svc.host}:{svc.port}", "domains": domains, "routes": routes}
@@ -547,7 +571,11 @@ def _listener(
     hcm: dict[str, Any] = {
         "@type": HCM_TYPE,
         "stat_prefix": f"outbound_0.0.0.0_{svc.port}{suffix}",
-        "route_config": {"name": str(svc.port), "virtual_hosts": own + others},
+        "route_config": {
+            "name": str(svc.port),
+            "virtual_hosts": own + others,
+            "max_direct_response_body_size_bytes": MAX_DIRECT_BODY,  # Istio's sidecar route config
+        },
         "http_filters": [
             {"name": "envoy.filters.http.fault", "typed_config": {"@type": FAULT_TYPE}},
             {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}},

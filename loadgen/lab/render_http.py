@@ -95,12 +95,12 @@ def redirect_action(rd: Redirect, listen_port: int) -> dict[str, Any]:
 
 
 def direct_response_action(dr: DirectResponse) -> dict[str, Any]:
-    """Istio's ``ApplyDirectResponse``: text bodies inline as a string, others as base64 bytes."""
+    """Istio's ``ApplyDirectResponse``: ``body.string`` inline as a string, ``body.bytes`` as bytes."""
     out: dict[str, Any] = {"status": dr.status}
     if dr.body is not None:
-        try:
+        if dr.as_text:
             out["body"] = {"inline_string": dr.body.decode("utf-8")}
-        except UnicodeDecodeError:
+        else:
             out["body"] = {"inline_bytes": base64.b64encode(dr.body).decode("ascii")}
     return out
 

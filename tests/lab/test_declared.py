@@ -69,3 +69,17 @@ def test_envoy_answers_and_splits() -> None:
     assert decl.expected_split(spec, "httpbin", "/get?debug=1", {}) == {
         "outbound|8000|v2|httpbin.default.svc.cluster.local": 1.0
     }
+
+
+def test_weight_zero_destination_declares_nothing() -> None:
+    spec = loads(
+        VS.replace(
+            "  - name: rest\n    route: [{destination: {host: httpbin, subset: v1}}]\n",
+            "  - name: rest\n    route:\n"
+            "    - {destination: {host: httpbin, subset: v1}, weight: 100}\n"
+            "    - {destination: {host: httpbin, subset: v2}, weight: 0}\n",
+        )
+    )
+    assert decl.expected_split(spec, "httpbin", "/get", {}) == {
+        "outbound|8000|v1|httpbin.default.svc.cluster.local": 1.0
+    }

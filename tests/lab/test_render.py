@@ -392,7 +392,11 @@ def test_weighted_clusters_and_weight_zero_dropped() -> None:
 """)
         )
     )
-    assert rs[0]["route"]["cluster"] == f"outbound|8000|v1|{H}" and "weighted_clusters" not in rs[0]["route"]
+    # Istio decides on the list as written: two entries stay weighted_clusters, weight 0 dropped
+    assert rs[0]["route"]["weighted_clusters"] == {
+        "clusters": [{"name": f"outbound|8000|v1|{H}", "weight": 100}]
+    }
+    assert "cluster" not in rs[0]["route"]
 
 
 def test_fault_per_route() -> None:

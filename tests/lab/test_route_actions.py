@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -124,23 +125,21 @@ def test_read_headers_rewrite_redirect_direct_response() -> None:
     assert not spec.warnings
 
 
-def test_host_in_headers_becomes_the_authority_and_pseudo_headers_are_dropped() -> None:
+def test_host_in_headers_becomes_the_authority() -> None:
     spec = loads(
         _vs(
             "  - headers:\n"
             "      request:\n"
-            "        add: {host: added.example}\n"
-            "        set: {Host: set.example, ':path': /x, x-a: '1'}\n"
-            "        remove: [':method']\n"
+            "        set: {Host: set.example, x-a: '1', x-pct: '100%% %HOSTNAME%'}\n"
             "    route: [{destination: {host: httpbin}}]\n"
         )
     )
     h = spec.virtual_services[0].http[0].headers
     assert h is not None
-    assert h.authority == "set.example"  # set wins over add, as in Istio
-    assert h.request_set == (("x-a", "1"),) and h.request_add == () and h.request_remove == ()
-    assert any("':path': ignored" in w for w in spec.warnings)
-    assert any("':method': ignored" in w for w in spec.warnings)
+    assert h.authority == "set.example"
+    assert h.request_set == (("x-a", "1"), ("x-pct", "100%% %HOSTNAME%")) and h.request_add == ()
+    action = render.http_routes(spec.virtual_services[0].http[0], 8000)[0]["route"]
+    assert action["host_rewrite_literal"] == "set.example"
 
 
 @pytest.mark.parametrize(
@@ -179,6 +178,50 @@ def test_host_in_headers_becomes_the_authority_and_pseudo_headers_are_dropped() 
         (
             "  - headers: {request: {sett: {a: b}}}\n    route: [{destination: {host: httpbin}}]\n",
             "http[0].headers.request.sett: unknown field (did you mean 'set'?)",
+        ),
+        # Istio's validation of header operations and of route actions
+        (
+            "  - headers: {request: {set: {':path': /x}}}\n    route: [{destination: {host: httpbin}}]\n",
+            "headers.request.set.:path: ':path': header cannot have ':' prefix",
+        ),
+        (
+            "  - headers: {request: {remove: [host]}}\n    route: [{destination: {host: httpbin}}]\n",
+            "headers.request.remove[0]: cannot set Host header",
+        ),
+        (
+            "  - headers: {response: {set: {host: x}}}\n    route: [{destination: {host: httpbin}}]\n",
+            "headers.response.set.host: cannot set Host header",
+        ),
+        (
+            "  - headers: {request: {set: {host: a}, add: {':authority': b}}}\n"
+            "    route: [{destination: {host: httpbin}}]\n",
+            "authority header cannot be set multiple times: have 'a', attempting to set 'b'",
+        ),
+        (
+            "  - rewrite: {authority: a}\n    headers: {request: {set: {host: b}}}\n"
+            "    route: [{destination: {host: httpbin}}]\n",
+            "authority header cannot be set multiple times",
+        ),
+        (
+            "  - headers: {request: {set: {x-p: 50%}}}\n    route: [{destination: {host: httpbin}}]\n",
+            "'50%': a literal '%' must be written '%%'",
+        ),
+        (
+            "  - redirect: {redirectCode: 302}\n",
+            "http[0].redirect: redirect must specify uri, authority, scheme or port",
+        ),
+        ("  - redirect: {}\n", "redirect must specify"),
+        (
+            "  - redirect: {uri: /x}\n    fault: {abort: {httpStatus: 500, percentage: {value: 1}}}\n",
+            "http[0].fault: an HTTP route cannot contain both fault and redirect",
+        ),
+        (
+            "  - directResponse: {status: 200}\n    rewrite: {uri: /x}\n",
+            "http[0].rewrite: an HTTP route cannot contain both rewrite and directResponse",
+        ),
+        (
+            "  - rewrite: {uriRegexRewrite: {match: '^/a'}}\n    route: [{destination: {host: httpbin}}]\n",
+            "uriRegexRewrite.rewrite: required",
         ),
     ],
 )
@@ -245,10 +288,51 @@ def test_derive_port_and_default_ports() -> None:
     assert rd("{scheme: https, port: 80}")["port_redirect"] == 80
 
 
-def test_binary_direct_response_body_is_base64_bytes() -> None:
-    spec = loads(_vs("  - directResponse: {status: 200, body: {bytes: '/wA='}}\n"))
-    dr = render.http_routes(spec.virtual_services[0].http[0], 8000)[0]["direct_response"]
-    assert dr == {"status": 200, "body": {"inline_bytes": "/wA="}}
+def test_direct_response_bodies() -> None:
+    def rendered(body: str) -> dict[str, object]:
+        spec = loads(_vs(f"  - directResponse: {{status: 200, body: {body}}}\n"))
+        out: dict[str, object] = render.http_routes(spec.virtual_services[0].http[0], 8000)[0][
+            "direct_response"
+        ]
+        return out
+
+    assert rendered("{bytes: '/wA='}") == {"status": 200, "body": {"inline_bytes": "/wA="}}
+    assert rendered("{bytes: 'aGk='}") == {
+        "status": 200,
+        "body": {"inline_bytes": "aGk="},
+    }  # bytes stay bytes
+    assert rendered("{}") == {"status": 200}  # no body, as in Istio
+    big = "x" * (1024 * 1024 + 1)
+    assert "the body must be less than 1MB" in _err(
+        _vs(f"  - directResponse: {{status: 200, body: {{string: {big}}}}}\n")
+    )
+
+
+def test_route_config_allows_istio_sized_direct_bodies() -> None:
+    spec = loads(_vs("  - directResponse: {status: 200, body: {string: ok}}\n"))
+    cfg = render.render(spec, _ports(spec))
+    listeners = cfg["static_resources"]["listeners"]
+    hcm = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["route_config"]["max_direct_response_body_size_bytes"] == 1024 * 1024  # Envoy's default: 4 KiB
+
+
+def test_a_100_0_split_stays_weighted_like_istio() -> None:
+    spec = loads(
+        DR
+        + "---\n"
+        + _vs(
+            "  - route:\n"
+            "    - destination: {host: httpbin, subset: v1}\n"
+            "      weight: 100\n"
+            "      headers: {request: {set: {x-d: v1}}}\n"
+            "    - {destination: {host: httpbin, subset: v2}, weight: 0}\n"
+        )
+    )
+    route = render.http_routes(spec.virtual_services[0].http[0], 8000)[0]
+    clusters = route["route"]["weighted_clusters"]["clusters"]
+    assert [c["name"] for c in clusters] == ["outbound|8000|v1|httpbin.default.svc.cluster.local"]
+    assert clusters[0]["request_headers_to_add"][0]["header"]["key"] == "x-d"
+    assert "request_headers_to_add" not in route
 
 
 # --------------------------------------------------------------------------- in traffic
@@ -338,7 +422,8 @@ spec:
 
 def _ports(spec: LabSpec) -> render.Ports:
     ups = {(s.host, sub): () for s in spec.services for sub in ("", *(x.name for x in s.subsets))}
-    return render.Ports(admin=1, listeners={}, upstreams=ups)  # type: ignore[arg-type]
+    listeners = {s.host: 20000 + i for i, s in enumerate(spec.services)}
+    return render.Ports(admin=1, listeners=listeners, upstreams=ups)  # type: ignore[arg-type]
 
 
 def _dr_lb(lb: str) -> str:
@@ -403,6 +488,15 @@ def test_consistent_hash_on_a_vs_route_keeps_retries_on_the_hashed_host() -> Non
             "      consistentHash: {httpHeaderName: a, ringHash: {}, maglev: {}}\n",
             "give ringHash or maglev, not both",
         ),
+        ("      consistentHash: {httpHeaderName: a, maglev: {}}\n", "maglev.tableSize: required"),
+        (
+            "      consistentHash: {httpHeaderName: a, maglev: {tableSize: 1000}}\n",
+            "1000 is not a prime number",
+        ),
+        (
+            "      consistentHash: {httpHeaderName: a, minimumRingSize: 8, ringHash: {minimumRingSize: 8}}\n",
+            "only one of minimumRingSize or maglev/ringHash can be specified",
+        ),
     ],
 )
 def test_bad_consistent_hash(lb: str, message: str) -> None:
@@ -452,3 +546,66 @@ def test_consistent_hash_keeps_each_user_on_one_replica(hash_lab: Lab) -> None:
         on = [s.get(u, 0) for s in per]
         assert sorted(on) == [0, 4], (u, on)  # all four requests of a user on one replica
     assert all(per), per  # 20 users all hashed to one replica: probability 2e-6
+
+
+def _route_for(dr: str, http: str) -> dict[str, Any]:
+    spec = loads(dr + "---\n" + _vs(http))
+    out: dict[str, Any] = render.virtual_host(spec, spec.services[0], catch_all=True)["routes"][0]["route"]
+    return out
+
+
+HASH_BY_USER = {"header": {"header_name": "end-user"}}
+
+
+def test_route_hash_follows_istios_lookup_order() -> None:
+    # a subset with a simple load balancer under a top-level hash: the route still hashes (Istio's
+    # hashForHTTPDestination looks for a hash, not for the merged policy) and retries stay put
+    dr = (
+        HASH_DR
+        + "  subsets:\n  - name: v1\n    labels: {version: v1}\n"
+        + "    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+    )
+    route = _route_for(dr, "  - route: [{destination: {host: httpbin, subset: v1}}]\n")
+    assert route["hash_policy"] == [HASH_BY_USER]
+    assert "retry_host_predicate" not in route["retry_policy"]
+    spec = loads(dr)
+    by_name = {c["name"]: c for c in render.clusters(spec, _ports(spec))}
+    assert by_name["outbound|8000|v1|httpbin.default.svc.cluster.local"]["lb_policy"] == "ROUND_ROBIN"
+
+    # a port-level entry without a load balancer does not hide the top-level hash
+    dr = (
+        HASH_DR
+        + "    portLevelSettings:\n    - {port: {number: 8000}, connectionPool: {tcp: {maxConnections: 5}}}\n"
+    )
+    assert _route_for(dr, "  - route: [{destination: {host: httpbin, port: {number: 8000}}}]\n")[
+        "hash_policy"
+    ] == [HASH_BY_USER]
+    spec = loads(dr)
+    assert render.virtual_host(spec, spec.services[0], catch_all=True)["routes"][0]["route"][
+        "hash_policy"
+    ] == [HASH_BY_USER]
+
+    # a port-level hash counts only when the destination names its port
+    dr = (
+        HASH_DR
+        + "    portLevelSettings:\n    - port: {number: 8000}\n"
+        + "      loadBalancer: {consistentHash: {useSourceIp: true}}\n"
+    )
+    named = _route_for(dr, "  - route: [{destination: {host: httpbin, port: {number: 8000}}}]\n")
+    unnamed = _route_for(dr, "  - route: [{destination: {host: httpbin}}]\n")
+    assert named["hash_policy"] == [{"connection_properties": {"source_ip": True}}]
+    assert unnamed["hash_policy"] == [HASH_BY_USER]
+
+
+def test_weighted_routes_hash_but_keep_the_previous_hosts_predicate() -> None:
+    dr = (
+        HASH_DR + "  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
+    )
+    route = _route_for(
+        dr,
+        "  - route:\n"
+        "    - {destination: {host: httpbin, subset: v1}, weight: 50}\n"
+        "    - {destination: {host: httpbin, subset: v2}, weight: 50}\n",
+    )
+    assert route["hash_policy"] == [HASH_BY_USER, HASH_BY_USER]  # one per weighted destination
+    assert "retry_host_predicate" in route["retry_policy"]  # ConvertPolicy(policy, false)
