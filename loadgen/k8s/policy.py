@@ -6,11 +6,12 @@ files (one or more documents), remembers each object as it was (or that it was a
 them with server-side apply (``networking.istio.io/v1``, falling back to ``v1beta1`` when v1 is not
 served), then polls the client sidecar's config dump (``pilot-agent request GET config_dump``
 through exec) until every DestinationRule's connection-pool thresholds show up on the matching
-``outbound|PORT|SUBSET|HOST`` clusters, or fails after ``timeout_s`` with what it saw. ``restore``
+``outbound|PORT|SUBSET|HOST`` clusters and every VirtualService's routes show as declared
+(:mod:`loadgen.k8s.routes`), or fails after ``timeout_s`` with what it saw. ``restore``
 re-applies the remembered objects (and deletes the ones that did not exist) — the sweep calls it
 in ``finally``, so it also runs after an interrupt.
 
-What it is not: no validation of Istio semantics beyond the thresholds it waits for.
+What it is not: no validation of Istio semantics beyond what it waits for.
 """
 
 from __future__ import annotations
@@ -189,16 +190,39 @@ class K8sPolicyTarget:
             if o["kind"] == "DestinationRule":
                 want.update(expected_thresholds(o, self.namespace))
         self.last_propagation_s = self.wait_for(want)
+        routes = [o for o in objs if o["kind"] == "VirtualService"]
+        if routes:
+            self.last_propagation_s += self.wait_for_routes(routes)
         names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
         return f"applied {names} ({self.version()}); sidecar had it after {self.last_propagation_s:.2f}s"
 
-    def config_dump(self) -> dict[str, Any]:
+    def config_dump(self, resource: str = "dynamic_active_clusters") -> dict[str, Any]:
         from loadgen.k8s.sidecar import ExecAdmin
 
         pod = self.kube.ready_pod(self.namespace, self.client_kind, self.client_name)
         admin = ExecAdmin(self.kube, self.namespace, pod.metadata.name, self.container)
-        doc = admin.get_json("/config_dump", {"resource": "dynamic_active_clusters"})
+        doc = admin.get_json("/config_dump", {"resource": resource})
         return doc if isinstance(doc, dict) else {}
+
+    def wait_for_routes(self, services: list[dict[str, Any]], poll_s: float = 0.25) -> float:
+        """Poll the route config dump until every VirtualService's routes show as declared."""
+        from loadgen.k8s import routes
+
+        t0 = time.monotonic()
+        while True:
+            dump = self.config_dump("dynamic_route_configs")
+            missing = [vs for vs in services if not routes.arrived(dump, self.namespace, vs)]
+            if not missing:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > self.timeout_s:
+                vs = missing[0]
+                name = str((vs.get("metadata") or {}).get("name", ""))
+                seen = routes.dump_signatures(dump, self.namespace, name)
+                raise RunError(
+                    f"the client sidecar did not show VirtualService {name} within {self.timeout_s:g}s "
+                    f"(its routes there: {json.dumps(seen)[:300] if seen else 'none'})"
+                )
+            time.sleep(poll_s)
 
     def wait_for(self, want: dict[str, dict[str, int]], poll_s: float = 0.25) -> float:
         """Poll the config dump until every wanted threshold is there; seconds it took."""

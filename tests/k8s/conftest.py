@@ -9,11 +9,13 @@ is in ``ENVOY_ADMIN_PORT``, or a config-dump file for the propagation wait).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +172,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/k8s/" in str(item.fspath):
             item.add_marker(pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"))
+
+
+@pytest.fixture
+def policy(kube, tmp_path):
+    """A K8sPolicyTarget on the stand-in, with a fake istiod that pushes DestinationRule thresholds
+    into the client sidecar's config dump 0.3 s after each change."""
+    from kubernetes import client
+
+    from loadgen.k8s.client import Kube
+    from loadgen.k8s.policy import K8sPolicyTarget
+
+    dump = tmp_path / "config_dump.json"
+    kube.pods["default", "client-0"].containers[1].env["FAKE_CONFIG_DUMP"] = str(dump)
+
+    def on_change(plural, ns, name, obj):  # "istiod": push the DR to the sidecar 0.3 s later
+        def push():
+            pool = (obj or {}).get("spec", {}).get("trafficPolicy", {}).get("connectionPool", {})
+            th = {
+                "max_connections": pool.get("tcp", {}).get("maxConnections", 4294967295),
+                "max_pending_requests": pool.get("http", {}).get("http1MaxPendingRequests", 4294967295),
+            }
+            c = {
+                "name": "outbound|8000||httpbin.default.svc.cluster.local",
+                "circuit_breakers": {"thresholds": [th]},
+            }
+            dump.write_text(json.dumps({"configs": [{"dynamic_active_clusters": [{"cluster": c}]}]}))
+
+        threading.Timer(0.3, push).start()
+
+    kube.on_object_change = on_change
+    cfg = client.Configuration()
+    cfg.host = kube.url
+    cfg.api_key = {"authorization": f"Bearer {TOKEN}"}
+    k = Kube(configuration=cfg)
+    yield K8sPolicyTarget("default", "deploy/client", kube=k, timeout_s=5)
+    kube.on_object_change = None
+    kube.objects.clear()
+    kube.disabled_versions.clear()
+    k.close()
+    _collect_quietly()

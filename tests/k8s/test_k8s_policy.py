@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import threading
-
 import pytest
-from conftest import TOKEN, _collect_quietly
 
 from loadgen.errors import RunError
-from loadgen.k8s.client import Kube
-from loadgen.k8s.policy import K8sPolicyTarget
 
 DR = """apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -22,41 +16,6 @@ spec:
       tcp: {maxConnections: %d}
       http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
 """
-
-
-@pytest.fixture
-def policy(kube, tmp_path):
-    from kubernetes import client
-
-    dump = tmp_path / "config_dump.json"
-    kube.pods["default", "client-0"].containers[1].env["FAKE_CONFIG_DUMP"] = str(dump)
-
-    def on_change(plural, ns, name, obj):  # "istiod": push the DR to the sidecar 0.3 s later
-        def push():
-            pool = (obj or {}).get("spec", {}).get("trafficPolicy", {}).get("connectionPool", {})
-            th = {
-                "max_connections": pool.get("tcp", {}).get("maxConnections", 4294967295),
-                "max_pending_requests": pool.get("http", {}).get("http1MaxPendingRequests", 4294967295),
-            }
-            c = {
-                "name": "outbound|8000||httpbin.default.svc.cluster.local",
-                "circuit_breakers": {"thresholds": [th]},
-            }
-            dump.write_text(json.dumps({"configs": [{"dynamic_active_clusters": [{"cluster": c}]}]}))
-
-        threading.Timer(0.3, push).start()
-
-    kube.on_object_change = on_change
-    cfg = client.Configuration()
-    cfg.host = kube.url
-    cfg.api_key = {"authorization": f"Bearer {TOKEN}"}
-    k = Kube(configuration=cfg)
-    yield K8sPolicyTarget("default", "deploy/client", kube=k, timeout_s=5)
-    kube.on_object_change = None
-    kube.objects.clear()
-    kube.disabled_versions.clear()
-    k.close()
-    _collect_quietly()
 
 
 def test_apply_restore_round_trip(kube, policy, tmp_path):

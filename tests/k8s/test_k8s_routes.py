@@ -1,0 +1,155 @@
+"""VirtualService variants on a cluster: the propagation wait reads the client sidecar's route
+config dump (routes tagged by Istio with the VirtualService they came from)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from loadgen.errors import RunError
+from loadgen.k8s import routes
+from loadgen.k8s.policy import K8sPolicyTarget
+
+VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    fault:
+      abort: {httpStatus: 500, percentage: {value: %s}}
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, redirectCode: 302}
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: %d}
+    - {destination: {host: reviews, subset: v3}, weight: %d}
+    timeout: 3s
+"""
+TAG = {
+    "filter_metadata": {
+        "istio": {"config": "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews"}
+    }
+}
+
+
+def sidecar_dump(abort_pct: float, w1: int, w3: int) -> dict[str, Any]:
+    """A route config dump shaped like an Istio sidecar's (``?resource=dynamic_route_configs``)."""
+    fqdn = "reviews.default.svc.cluster.local"
+    fault = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+        "abort": {
+            "http_status": 500,
+            "percentage": {"numerator": int(abort_pct * 10000), "denominator": "MILLION"},
+        },
+    }
+    routes_ = [
+        {
+            "name": "jason",
+            "match": {"prefix": "/", "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}]},
+            "route": {"cluster": f"outbound|9080|v2|{fqdn}", "timeout": "0s"},
+            "metadata": TAG,
+            "typed_per_filter_config": {"envoy.filters.http.fault": fault},
+        },
+        {
+            "match": {"prefix": "/old"},
+            "redirect": {"path_redirect": "/new", "response_code": "FOUND"},
+            "metadata": TAG,
+        },
+        {
+            "match": {"prefix": "/"},
+            "route": {
+                "weighted_clusters": {
+                    "clusters": [
+                        {"name": f"outbound|9080|v1|{fqdn}", "weight": w1},
+                        {"name": f"outbound|9080|v3|{fqdn}", "weight": w3},
+                    ]
+                },
+                "timeout": "3s",
+            },
+            "metadata": TAG,
+        },
+    ]
+    other = {
+        "match": {"prefix": "/"},
+        "route": {"cluster": "outbound|9080||ratings.default.svc.cluster.local"},
+    }
+    vh = [
+        {"name": "reviews.default.svc.cluster.local:9080", "routes": routes_},
+        {"name": "ratings.default.svc.cluster.local:9080", "routes": [other]},
+    ]
+    rc = {"name": "9080", "virtual_hosts": vh}
+    return {
+        "configs": [
+            {
+                "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump.DynamicRouteConfig",
+                "version_info": "2026-11-26T20:00:00Z/42",
+                "route_config": rc,
+            }
+        ]
+    }
+
+
+def test_signatures_match_only_the_declared_version() -> None:
+    vs = yaml.safe_load(VS % (10, 80, 20))
+    assert routes.arrived(sidecar_dump(10, 80, 20), "default", vs)
+    assert not routes.arrived(sidecar_dump(10, 50, 50), "default", vs)  # the previous weights
+    assert not routes.arrived(sidecar_dump(25, 80, 20), "default", vs)  # the previous abort rate
+    assert not routes.arrived({"configs": []}, "default", vs)  # nothing from it yet
+    assert not routes.arrived(sidecar_dump(10, 80, 20), "other-ns", vs)  # the tag names the namespace
+    sigs = routes.dump_signatures(sidecar_dump(10, 80, 20), "default", "reviews")
+    assert len(sigs) == 3 and ("redirect", 302) in {s[0] for s in sigs}
+
+
+def test_whole_config_dump_is_read_too() -> None:
+    rc = sidecar_dump(10, 80, 20)["configs"][0]
+    whole = {"configs": [{"@type": "...RoutesConfigDump", "dynamic_route_configs": [rc]}]}
+    assert routes.arrived(whole, "default", yaml.safe_load(VS % (10, 80, 20)))
+
+
+@pytest.fixture
+def vs_policy(policy: K8sPolicyTarget, kube: Any, tmp_path: Any) -> K8sPolicyTarget:
+    dump = tmp_path / "config_dump.json"
+
+    def on_change(plural: str, ns: str, name: str, obj: Any) -> None:  # "istiod" pushes 0.3 s later
+        spec = (obj or {}).get("spec") or {}
+        http = spec.get("http") or []
+        if plural != "virtualservices" or len(http) < 3:
+            return
+        pct = http[0]["fault"]["abort"]["percentage"]["value"]
+        w1, w3 = (d["weight"] for d in http[2]["route"])
+        threading.Timer(0.3, lambda: dump.write_text(json.dumps(sidecar_dump(pct, w1, w3)))).start()
+
+    dump.write_text(json.dumps(sidecar_dump(10, 50, 50)))  # what the sidecar has before the sweep
+    kube.on_object_change = on_change
+    return policy
+
+
+def test_apply_waits_until_the_sidecar_has_the_virtual_service(
+    vs_policy: K8sPolicyTarget, tmp_path: Any
+) -> None:
+    f = tmp_path / "vs.yaml"
+    f.write_text(VS % (10, 80, 20))
+    msg = vs_policy.apply([str(f)])
+    assert "VirtualService/reviews" in msg
+    assert vs_policy.last_propagation_s >= 0.2  # the old routes (50/50) did not count as arrived
+    vs_policy.restore()
+
+
+def test_route_propagation_timeout_names_what_the_sidecar_has(
+    vs_policy: K8sPolicyTarget, kube: Any, tmp_path: Any
+) -> None:
+    kube.on_object_change = None  # nobody pushes
+    vs_policy.timeout_s = 0.6
+    f = tmp_path / "vs.yaml"
+    f.write_text(VS % (10, 80, 20))
+    with pytest.raises(
+        RunError, match=r"did not show VirtualService reviews within 0.6s \(its routes there: "
+    ):
+        vs_policy.apply([str(f)])
+    vs_policy.restore()
