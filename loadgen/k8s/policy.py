@@ -217,7 +217,7 @@ class K8sPolicyTarget:
             if time.monotonic() - t0 > self.timeout_s:
                 vs = missing[0]
                 name = str((vs.get("metadata") or {}).get("name", ""))
-                seen = routes.dump_signatures(dump, self.namespace, name)
+                seen = routes.dump_sequences(dump, self.namespace, name)
                 raise RunError(
                     f"the client sidecar did not show VirtualService {name} within {self.timeout_s:g}s "
                     f"(its routes there: {json.dumps(seen)[:300] if seen else 'none'})"

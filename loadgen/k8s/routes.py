@@ -3,16 +3,26 @@ sidecar's route config dump, compared.
 
 What it is: Istio tags every Envoy route it generates from a VirtualService with
 ``metadata.filter_metadata.istio.config = /apis/networking.istio.io/VERSION/namespaces/NS/
-virtual-service/NAME``. :func:`expected_signatures` reduces each ``http`` route of the YAML to
-what a policy sweep varies — its action (the destinations by subset and host with their weights,
-a redirect code or a direct-response status), its fault (delay and abort, with percentages) and
-its timeout; :func:`dump_signatures` reduces the tagged routes of the dump the same way; the
-VirtualService has arrived when the dump has tagged routes and every one of them matches a
-signature of the YAML (the previous version's routes would not).
+virtual-service/NAME``, and emits them in the VirtualService's order: one per ``match`` entry (one
+for a route without matches), none after the first catch-all. :func:`expected` reduces each of
+them to what a policy sweep varies — its action (destination clusters by subset and FQDN with
+their weights, a redirect code, a direct-response status), its fault (delay and abort, the
+percentage in parts per million exactly as Istio truncates it) and its timeout — and
+:func:`dump_sequences` reduces the tagged routes of every virtual host in the dump the same way.
+The VirtualService has arrived when every virtual host that has its routes shows exactly the
+expected sequence (so added routes, removed routes and destinations swapped between matches are
+all seen).
 
-What it is not: a full comparison — headers, retries, mirrors and match conditions are not part
-of the signature (a variant that changes only those is applied without a propagation wait
-showing it), and ports are left out (the YAML may not name them).
+When the sequence cannot be predicted — a match that Istio keeps or drops depending on the client
+(``port``, ``sourceLabels``, ``gateways``) — the rule is looser: every tagged route matches an
+expected signature and every signature that must appear does. A VirtualService that gives the
+mesh's sidecars no HTTP routes at all (TCP/TLS only, gateways only, a delegate without ``hosts``)
+has nothing to wait for.
+
+What it is not: a full comparison — headers, retries, mirrors, gRPC abort codes and the match
+conditions themselves are not part of the signature (a variant that changes only those shows no
+difference to wait for), and ports are left out (the YAML may not name them). An ExternalName
+service's clusters are named after the external name; they do not compare.
 """
 
 from __future__ import annotations
@@ -32,10 +42,7 @@ _REDIRECT_CODES = {
 }
 _DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
 FAULT_FILTER = "envoy.filters.http.fault"
-
-
-def _short(host: str) -> str:
-    return host.split(".", 1)[0].lower()
+_NO_ACTION: Signature = ("none",)
 
 
 def _ns(text: object) -> int:
@@ -45,76 +52,154 @@ def _ns(text: object) -> int:
         return -1
 
 
-def _pct(value: float) -> float:
-    return round(float(value), 4)
+def fqdn(host: str, namespace: str) -> str:
+    """Istio's resolution of a destination host written in a VirtualService of ``namespace``."""
+    h = host.strip().lower()
+    parts = h.split(".")
+    if len(parts) == 1:
+        return f"{h}.{namespace}.svc.cluster.local"
+    if len(parts) == 2:
+        return f"{h}.svc.cluster.local"
+    return h
 
 
 # --------------------------------------------------------------------------- from the YAML
 
 
-def _yaml_percent(obj: dict[str, Any], legacy: str = "percent") -> float:
+def _ppm_percentage(obj: dict[str, Any], legacy: bool) -> int:
+    """Parts per million as Istio computes them: ``uint32(value * 10000)`` over MILLION, or the
+    legacy integer ``percent`` over HUNDRED (delays only; aborts never had it in v1)."""
     pct = obj.get("percentage")
     if isinstance(pct, dict):
-        return _pct(pct.get("value", 0))
-    return _pct(obj.get(legacy, 0) or 0)
+        return int(float(pct.get("value", 0) or 0) * 10000)
+    if legacy:
+        return int(obj.get("percent", 0) or 0) * 10_000
+    return 0
 
 
 def _yaml_fault(fault: dict[str, Any] | None) -> Signature:
     if not fault:
         return ()
     delay, abort = fault.get("delay") or {}, fault.get("abort") or {}
-    d = (_ns(delay.get("fixedDelay", "0s")), _yaml_percent(delay)) if delay else None
-    a = (int(abort.get("httpStatus", 0)), _yaml_percent(abort)) if abort else None
-    return (d, a)
+    d = (
+        (_ns(delay.get("fixedDelay", "0s")), _ppm_percentage(delay, True))
+        if delay.get("fixedDelay")
+        else None
+    )
+    a = (int(abort.get("httpStatus", 0) or 0), _ppm_percentage(abort, False)) if abort else None
+    return (d, a) if (d or a) else ()
 
 
-def _yaml_action(r: dict[str, Any]) -> Signature:
+def _yaml_action(r: dict[str, Any], namespace: str) -> Signature:
     if r.get("redirect") is not None:
-        return ("redirect", int((r.get("redirect") or {}).get("redirectCode") or 301))
+        code = int((r.get("redirect") or {}).get("redirectCode") or 301)
+        return ("redirect", code) if code in _REDIRECT_CODES.values() else _NO_ACTION
     if r.get("directResponse") is not None:
         return ("direct", int((r.get("directResponse") or {}).get("status", 0)))
-    dests = r.get("route") or []
+    dests = [x for x in r.get("route") or [] if isinstance(x, dict)]
+
+    def key(x: dict[str, Any]) -> tuple[str, str]:
+        d = x.get("destination") or {}
+        return str(d.get("subset", "")), fqdn(str(d.get("host", "")), namespace)
+
     if len(dests) == 1:
-        d = dests[0].get("destination") or {}
-        return ("cluster", str(d.get("subset", "")), _short(str(d.get("host", ""))))
+        return ("cluster", *key(dests[0]))
     weighted = sorted(
-        (
-            str((x.get("destination") or {}).get("subset", "")),
-            _short(str((x.get("destination") or {}).get("host", ""))),
-            int(x.get("weight", 0)),
-        )
-        for x in dests
-        if int(x.get("weight", 0)) > 0
+        (*key(x), int(x.get("weight", 0) or 0)) for x in dests if int(x.get("weight", 0) or 0) > 0
     )
     return ("weighted", tuple(weighted))
 
 
-def expected_signatures(vs: dict[str, Any]) -> set[Signature]:
-    """The signatures of a VirtualService's ``http`` routes, as the sidecar should show them."""
-    out: set[Signature] = set()
-    for r in (vs.get("spec") or {}).get("http") or []:
-        if not isinstance(r, dict):
+def _signature(r: dict[str, Any], namespace: str) -> Signature:
+    action = _yaml_action(r, namespace)
+    forwards = action[0] in ("cluster", "weighted")
+    timeout = _ns(r.get("timeout", "0s")) if forwards else None
+    return (action, _yaml_fault(r.get("fault")), timeout)
+
+
+def _client_dependent(m: dict[str, Any]) -> bool:
+    """Istio keeps or drops this match depending on the client proxy (its port, labels, gateway)."""
+    gateways = m.get("gateways") or []
+    return bool(
+        m.get("port")
+        or m.get("sourceLabels")
+        or m.get("sourceNamespace")
+        or (gateways and "mesh" not in gateways)
+    )
+
+
+def _catch_all(m: dict[str, Any] | None) -> bool:
+    """Istio's ``IsCatchAllRoute`` for the route a match entry becomes."""
+    if m is None:
+        return True
+    uri = m.get("uri") or {}
+    path_all = not uri or uri.get("prefix") == "/" or uri.get("regex") == ".*"
+    conditions = ("headers", "withoutHeaders", "queryParams", "method", "authority", "scheme")
+    return path_all and not any(m.get(k) for k in conditions)
+
+
+class Expected:
+    """What the sidecar should show for one VirtualService: the exact sequence of route
+    signatures (``sequence``; ``None`` when it depends on the client), the signatures that must
+    appear (``required``) and those that may (``allowed``)."""
+
+    def __init__(self, sequence: list[Signature] | None, required: set[Signature], allowed: set[Signature]):
+        self.sequence = sequence
+        self.required = required
+        self.allowed = allowed
+
+    @property
+    def nothing(self) -> bool:
+        """No route is sure to reach the sidecar: nothing to wait for."""
+        return not self.required
+
+
+def expected(vs: dict[str, Any], namespace: str) -> Expected:
+    """The routes a sidecar in the mesh gets from VirtualService ``vs`` (see the module docstring)."""
+    spec = vs.get("spec") or {}
+    gateways = spec.get("gateways") or []
+    if not spec.get("hosts") or (gateways and "mesh" not in gateways):
+        return Expected([], set(), set())  # a delegate, or gateways only: nothing in the sidecar
+    sequence: list[Signature] | None = []
+    required: set[Signature] = set()
+    allowed: set[Signature] = set()
+    done = False
+    for r in spec.get("http") or []:
+        if not isinstance(r, dict) or done:
             continue
-        forwards = r.get("redirect") is None and r.get("directResponse") is None
-        timeout = _ns(r.get("timeout", "0s")) if forwards else None
-        out.add((_yaml_action(r), _yaml_fault(r.get("fault")), timeout))
-    return out
+        sig = _signature(r, namespace)
+        matches: list[dict[str, Any] | None] = [m for m in r.get("match") or [] if isinstance(m, dict)]
+        if not matches:
+            matches = [None]
+        for m in matches:
+            if m is not None and _client_dependent(m):
+                sequence = None
+                allowed.add(sig)
+                continue
+            allowed.add(sig)
+            required.add(sig)
+            if sequence is not None:
+                sequence.append(sig)
+            if _catch_all(m):
+                done = True  # Istio emits nothing after a catch-all
+                break
+    return Expected(sequence, required, allowed)
 
 
 # --------------------------------------------------------------------------- from the dump
 
 
-def _dump_percent(p: dict[str, Any] | None) -> float:
+def _dump_ppm(p: dict[str, Any] | None) -> int:
     p = p or {}
     scale = _DENOMINATORS.get(str(p.get("denominator", "HUNDRED")), 100)
-    return _pct(100.0 * float(p.get("numerator", 0)) / scale)
+    return int(p.get("numerator", 0) or 0) * (1_000_000 // scale)
 
 
 def _cluster_key(name: str) -> tuple[str, str]:
     parts = name.split("|")  # outbound|PORT|SUBSET|FQDN
     if len(parts) == 4:
-        return parts[2], _short(parts[3])
-    return "", _short(name)
+        return parts[2], parts[3].lower()
+    return "", name.lower()
 
 
 def _dump_action(route: dict[str, Any]) -> Signature:
@@ -122,13 +207,17 @@ def _dump_action(route: dict[str, Any]) -> Signature:
         return ("redirect", _REDIRECT_CODES.get(str(route["redirect"].get("response_code", "")), 301))
     if "direct_response" in route:
         return ("direct", int(route["direct_response"].get("status", 0)))
-    action = route.get("route") or {}
+    action = route.get("route")
+    if not isinstance(action, dict):
+        return _NO_ACTION
     if "cluster" in action:
         return ("cluster", *_cluster_key(str(action["cluster"])))
     clusters = (action.get("weighted_clusters") or {}).get("clusters") or []
     return (
         "weighted",
-        tuple(sorted((*_cluster_key(str(c.get("name", ""))), int(c.get("weight", 0))) for c in clusters)),
+        tuple(
+            sorted((*_cluster_key(str(c.get("name", ""))), int(c.get("weight", 0) or 0)) for c in clusters)
+        ),
     )
 
 
@@ -137,9 +226,9 @@ def _dump_fault(route: dict[str, Any]) -> Signature:
     if not fault:
         return ()
     delay, abort = fault.get("delay"), fault.get("abort")
-    d = (_ns(delay.get("fixed_delay", "0s")), _dump_percent(delay.get("percentage"))) if delay else None
-    a = (int(abort.get("http_status", 0)), _dump_percent(abort.get("percentage"))) if abort else None
-    return (d, a)
+    d = (_ns(delay.get("fixed_delay", "0s")), _dump_ppm(delay.get("percentage"))) if delay else None
+    a = (int(abort.get("http_status", 0) or 0), _dump_ppm(abort.get("percentage"))) if abort else None
+    return (d, a) if (d or a) else ()
 
 
 def _route_configs(dump: dict[str, Any]) -> list[dict[str, Any]]:
@@ -158,29 +247,36 @@ def _route_configs(dump: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def dump_signatures(dump: dict[str, Any], namespace: str, name: str) -> list[Signature]:
-    """Signatures of the routes Istio generated from VirtualService ``namespace/name``."""
+def dump_sequences(dump: dict[str, Any], namespace: str, name: str) -> list[list[Signature]]:
+    """Per virtual host that has routes from VirtualService ``namespace/name``: their signatures,
+    in order."""
     tag = f"/namespaces/{namespace}/virtual-service/{name}"
-    out: list[Signature] = []
+    out: list[list[Signature]] = []
     for rc in _route_configs(dump):
         for vh in rc.get("virtual_hosts") or []:
+            seq: list[Signature] = []
             for route in vh.get("routes") or []:
                 meta = ((route.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
                 if not str(meta.get("config", "")).endswith(tag):
                     continue
                 action = _dump_action(route)
-                timeout = (
-                    None
-                    if action[0] in ("redirect", "direct")
-                    else _ns((route.get("route") or {}).get("timeout", "0s"))
-                )
-                out.append((action, _dump_fault(route), timeout))
+                forwards = action[0] in ("cluster", "weighted")
+                timeout = _ns((route.get("route") or {}).get("timeout", "0s")) if forwards else None
+                seq.append((action, _dump_fault(route), timeout))
+            if seq:
+                out.append(seq)
     return out
 
 
 def arrived(dump: dict[str, Any], namespace: str, vs: dict[str, Any]) -> bool:
-    """The sidecar shows this VirtualService: it has routes from it, all of them as declared."""
+    """The sidecar shows this VirtualService as declared (see the module docstring)."""
+    want = expected(vs, namespace)
+    if want.nothing:
+        return True
     name = str((vs.get("metadata") or {}).get("name", ""))
-    got = dump_signatures(dump, namespace, name)
-    want = expected_signatures(vs)
-    return bool(got) and all(sig in want for sig in got)
+    seqs = dump_sequences(dump, namespace, name)
+    if not seqs:
+        return False
+    if want.sequence is not None:
+        return all(seq == want.sequence for seq in seqs)
+    return all(all(sig in want.allowed for sig in seq) and want.required <= set(seq) for seq in seqs)

@@ -102,14 +102,111 @@ def test_signatures_match_only_the_declared_version() -> None:
     assert not routes.arrived(sidecar_dump(25, 80, 20), "default", vs)  # the previous abort rate
     assert not routes.arrived({"configs": []}, "default", vs)  # nothing from it yet
     assert not routes.arrived(sidecar_dump(10, 80, 20), "other-ns", vs)  # the tag names the namespace
-    sigs = routes.dump_signatures(sidecar_dump(10, 80, 20), "default", "reviews")
-    assert len(sigs) == 3 and ("redirect", 302) in {s[0] for s in sigs}
+    (seq,) = routes.dump_sequences(sidecar_dump(10, 80, 20), "default", "reviews")
+    assert [s[0][0] for s in seq] == ["cluster", "redirect", "weighted"] and seq[1][0] == ("redirect", 302)
 
 
 def test_whole_config_dump_is_read_too() -> None:
     rc = sidecar_dump(10, 80, 20)["configs"][0]
     whole = {"configs": [{"@type": "...RoutesConfigDump", "dynamic_route_configs": [rc]}]}
     assert routes.arrived(whole, "default", yaml.safe_load(VS % (10, 80, 20)))
+
+
+def _vs(http: str, extra: str = "") -> dict[str, Any]:
+    doc = yaml.safe_load(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\n"
+        f"spec:\n  hosts: [reviews]\n{extra}  http:\n{http}"
+    )
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _route(cluster: str | list[tuple[str, int]], fault: dict[str, Any] | None = None) -> dict[str, Any]:
+    fqdn = "reviews.default.svc.cluster.local"
+    if isinstance(cluster, str):
+        action: dict[str, Any] = {"cluster": f"outbound|9080|{cluster}|{fqdn}", "timeout": "0s"}
+    else:
+        cs = [{"name": f"outbound|9080|{sub}|{fqdn}", "weight": w} for sub, w in cluster]
+        action = {"weighted_clusters": {"clusters": cs}, "timeout": "0s"}
+    r: dict[str, Any] = {"match": {"prefix": "/"}, "route": action, "metadata": TAG}
+    if fault is not None:
+        r["typed_per_filter_config"] = {routes.FAULT_FILTER: fault}
+    return r
+
+
+def _dump(*rs: dict[str, Any]) -> dict[str, Any]:
+    vh = {"name": "reviews.default.svc.cluster.local:9080", "routes": list(rs)}
+    return {"configs": [{"route_config": {"name": "9080", "virtual_hosts": [vh]}}]}
+
+
+JASON = (
+    "  - match: [{headers: {end-user: {exact: jason}}}]\n"
+    "    route: [{destination: {host: reviews, subset: %s}}]\n"
+)
+REST = "  - route: [{destination: {host: reviews, subset: %s}}]\n"
+
+
+def test_percentages_compare_as_istio_truncates_them() -> None:
+    # Istio: uint32(0.57 * 10000) = 5699 parts per million, not 5700
+    one = "    route: [{destination: {host: reviews, subset: v1}}]\n"
+    vs = _vs("  - fault: {abort: {httpStatus: 500, percentage: {value: 0.57}}}\n" + one)
+    abort = {"abort": {"http_status": 500, "percentage": {"numerator": 5699, "denominator": "MILLION"}}}
+    assert routes.arrived(_dump(_route("v1", abort)), "default", vs)
+    abort["abort"]["percentage"]["numerator"] = 5700  # type: ignore[index]
+    assert not routes.arrived(_dump(_route("v1", abort)), "default", vs)
+    # the legacy integer percent of a delay is over HUNDRED
+    vs = _vs("  - fault: {delay: {fixedDelay: 0.5s, percent: 7}}\n" + one)
+    delay = {"delay": {"fixed_delay": "0.500s", "percentage": {"numerator": 7}}}  # HUNDRED: enum 0, omitted
+    assert routes.arrived(_dump(_route("v1", delay)), "default", vs)
+
+
+def test_added_removed_and_swapped_routes_are_seen() -> None:
+    old = _dump(_route("v1"))
+    added = _vs(JASON % "v2" + REST % "v1")
+    assert not routes.arrived(old, "default", added)  # the old routes are a subset of the new
+    assert routes.arrived(_dump(_route("v2"), _route("v1")), "default", added)
+    swapped = _vs(JASON % "v1" + REST % "v2")
+    assert not routes.arrived(_dump(_route("v2"), _route("v1")), "default", swapped)  # same set, other order
+    removed = _vs(REST % "v1")
+    assert not routes.arrived(_dump(_route("v2"), _route("v1")), "default", removed)
+
+
+def test_routes_after_a_catch_all_are_not_expected() -> None:
+    vs = _vs(REST % "v1" + JASON % "v2")  # Istio stops after the catch-all
+    assert routes.arrived(_dump(_route("v1")), "default", vs)
+
+
+def test_hosts_resolve_to_fqdns_in_the_vs_namespace() -> None:
+    fq = _vs("  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1}}]\n")
+    dotted = _vs("  - route: [{destination: {host: reviews.default, subset: v1}}]\n")
+    other_ns = _vs("  - route: [{destination: {host: reviews.prod, subset: v1}}]\n")
+    assert routes.arrived(_dump(_route("v1")), "default", fq)
+    assert routes.arrived(_dump(_route("v1")), "default", dotted)
+    assert not routes.arrived(_dump(_route("v1")), "default", other_ns)
+
+
+def test_nothing_to_wait_for_when_the_mesh_gets_no_http_routes() -> None:
+    empty = {"configs": []}
+    tcp_only = yaml.safe_load(
+        "kind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n"
+        "  tcp: [{route: [{destination: {host: reviews}}]}]\n"
+    )
+    gateway_only = _vs(REST % "v1", extra="  gateways: [my-gateway]\n")
+    delegate = yaml.safe_load("kind: VirtualService\nmetadata: {name: reviews}\nspec:\n  http: []\n")
+    source_labels = _vs(
+        "  - match: [{sourceLabels: {app: x}}]\n    route: [{destination: {host: reviews}}]\n"
+    )
+    for vs in (tcp_only, gateway_only, delegate, source_labels):
+        assert routes.arrived(empty, "default", vs)
+    # a client-dependent match next to certain ones: the certain ones must be there
+    mixed = _vs(
+        "  - match: [{sourceLabels: {app: x}}]\n    route: [{destination: {host: reviews, subset: v3}}]\n"
+        + REST % "v1"
+    )
+    assert not routes.arrived(empty, "default", mixed)
+    assert routes.arrived(_dump(_route("v1")), "default", mixed)
+    assert routes.arrived(_dump(_route("v3"), _route("v1")), "default", mixed)
+    assert not routes.arrived(_dump(_route("v2"), _route("v1")), "default", mixed)
 
 
 @pytest.fixture
