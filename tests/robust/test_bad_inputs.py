@@ -19,11 +19,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "bad-inputs.md"
 ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*(\d+)\s*\|\s*`(.*)`\s*\|\s*$")
+_VS = (
+    "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: httpbin}\n"
+    "spec:\n  hosts: [httpbin]\n  http:\n"
+)
+_DR = (
+    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: httpbin}\n"
+    "spec:\n  host: httpbin\n"
+)
 FILES = {
     "trunc.json": '{"not": "a run"',
     "list.json": "[1,2]",
     "empty.json": "{}",
     "bad.yaml": "scenario: [unclosed\n",
+    "two-actions.yaml": _VS + "  - redirect: {uri: /new}\n    route: [{destination: {host: httpbin}}]\n",
+    "maglev.yaml": _DR + "  trafficPolicy:\n    loadBalancer:\n"
+    "      consistentHash: {httpHeaderName: end-user, maglev: {tableSize: 1000}}\n",
+    "weights.yaml": _DR
+    + "  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n---\n"
+    + _VS
+    + "  - route:\n    - {destination: {host: httpbin, subset: v1}, weight: 80}\n"
+    "    - {destination: {host: httpbin, subset: v2}, weight: 10}\n",
+    "subset.yaml": _VS + "  - route: [{destination: {host: httpbin, subset: v3}}]\n",
+    "percent.yaml": _VS
+    + "  - headers: {request: {set: {x-share: 50%}}}\n    route: [{destination: {host: httpbin}}]\n",
 }
 
 
@@ -44,7 +63,7 @@ def test_table_has_at_least_40_rows() -> None:
 def test_bad_input(tmp_path: Path, num: str, args: str, code: int, message: str) -> None:
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOADGEN_LAB_DIR": str(tmp_path / "lab")}
     proc = subprocess.run(
         [sys.executable, "-m", "loadgen", *shlex.split(args)],
         cwd=tmp_path,
