@@ -497,6 +497,9 @@ def run_scenario(
         files: dict[str, list[str]] = {}
         if user_files:  # the user's YAML replaces the whole policy: the later steps are not applied
             files["up"] = list(user_files)
+            from loadgen.lab import istio
+
+            istio.load(files["up"])  # bad YAML: one clear line before anything starts
         else:
             for step, names in scn.files.items():
                 files[step] = stack.enter_context(packaged(names))
