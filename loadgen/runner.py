@@ -116,6 +116,10 @@ def check_outputs(opts: LoadOptions) -> None:
     _check_writable(opts.hdr_out, "-hdr-out file")
     _check_writable(opts.access_log_file, "-access-log-file")
     _check_writable(opts.report_path, "-report file")
+    if opts.report_path:
+        from loadgen.report import require_report_deps
+
+        require_report_deps("-report")
     if opts.auto_save and not os.path.isdir(opts.data_dir):
         raise UsageError(f"-data-dir {opts.data_dir!r} does not exist")
 

@@ -10,11 +10,25 @@ pyarrow). Nothing here runs load.
 
 from __future__ import annotations
 
-__all__ = ["report_main", "write_single_run_report"]
+__all__ = ["report_main", "require_report_deps", "write_single_run_report"]
+
+REPORT_HINT = "pip install 'loadgen[report]'"
+
+
+def require_report_deps(what: str) -> None:
+    """One clear line (a UsageError) when the ``report`` extra (pandas, matplotlib) is missing."""
+    from loadgen.errors import UsageError
+
+    try:
+        import matplotlib  # noqa: F401
+        import pandas  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"{what} needs {exc.name or 'pandas and matplotlib'}: {REPORT_HINT}") from None
 
 
 def report_main(argv: list[str]) -> int:
     """``loadgen report`` (imported lazily: pandas and matplotlib load only when used)."""
+    require_report_deps("loadgen report")
     from loadgen.report.cli import report_main as _main
 
     return _main(argv)

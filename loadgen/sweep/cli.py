@@ -390,6 +390,9 @@ def sweep_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = 
         out.write(sweep_help())
         return 0
     plan = parse(argv)
+    from loadgen.report import require_report_deps
+
+    require_report_deps("loadgen sweep")  # trip points and reports are computed with pandas
     err.write(
         f"sweep: {len(plan.variants)} variant(s) × {len(plan.cs) * len(plan.qpss)} load(s) against "
         f"{plan.base.url}{' on ' + plan.target.describe() if plan.target else ''}; runs in {plan.out_dir}\n"
