@@ -652,15 +652,24 @@ def _http_route(ctx: Ctx, v: object, path: str, refs: list[_Ref]) -> HttpRoute |
             raise ctx.error(join(ip, "destination"), "required")
         d = _destination(ctx, dm["destination"], join(ip, "destination"), refs)
         weight = (
-            fr.read_int(ctx, dm["weight"], join(ip, "weight"), 0, 100) if dm.get("weight") is not None else 0
+            fr.read_int(ctx, dm["weight"], join(ip, "weight"), 0, 2**31 - 1)
+            if dm.get("weight") is not None
+            else 0
         )
         dh = ih.header_ops(ctx, dm["headers"], join(ip, "headers")) if dm.get("headers") is not None else None
         dests.append(replace(d, weight=weight, headers=dh))
     if len(dests) > 1:
+        # weights are relative (Istio >= 1.15 no longer asks for a sum of 100), but something
+        # must get the traffic, and Envoy sums them in 32 bits
         total = sum(d.weight for d in dests)
-        if total != 100:
+        if not 0 < total <= _MAX_U32:
             parts = " + ".join(str(d.weight) for d in dests)
-            raise ctx.error(rp, f"weights sum to {total} ({parts}), not 100")
+            raise ctx.error(
+                rp,
+                f"weights sum to {total} ({parts}): no destination would get traffic"
+                if total == 0
+                else f"weights sum to {total} ({parts}), above {_MAX_U32}",
+            )
     mirrors: list[Mirror] = []
     if r.get("mirror") is not None and r.get("mirrors") is not None:
         raise ctx.error(join(path, "mirrors"), "give mirror or mirrors, not both")

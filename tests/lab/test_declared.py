@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from loadgen.lab import declared as decl
 from loadgen.lab.istio import loads
 
@@ -83,3 +85,22 @@ def test_weight_zero_destination_declares_nothing() -> None:
     assert decl.expected_split(spec, "httpbin", "/get", {}) == {
         "outbound|8000|v1|httpbin.default.svc.cluster.local": 1.0
     }
+
+
+def test_weights_are_relative() -> None:
+    # Istio >= 1.15: weights need not sum to 100; a destination gets weight / sum of weights
+    spec = loads(
+        VS.replace(
+            "  - name: rest\n    route: [{destination: {host: httpbin, subset: v1}}]\n",
+            "  - name: rest\n    route:\n"
+            "    - {destination: {host: httpbin, subset: v1}, weight: 800}\n"
+            "    - {destination: {host: httpbin, subset: v2}, weight: 100}\n",
+        )
+    )
+    split = decl.expected_split(spec, "httpbin", "/get", {})
+    assert split == pytest.approx(
+        {
+            "outbound|8000|v1|httpbin.default.svc.cluster.local": 8 / 9,
+            "outbound|8000|v2|httpbin.default.svc.cluster.local": 1 / 9,
+        }
+    )

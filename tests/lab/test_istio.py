@@ -315,14 +315,14 @@ def test_weights_must_sum_to_100() -> None:
         + "---\n"
         + vs("""\
   - route:
-    - {destination: {host: reviews, subset: v1}, weight: 80}
-    - {destination: {host: reviews, subset: v2}, weight: 10}
+    - {destination: {host: reviews, subset: v1}, weight: 0}
+    - {destination: {host: reviews, subset: v2}, weight: 0}
 """)
     )
     assert (
         err(text)
-        == "lab.yaml: document 2 (VirtualService reviews): http[0].route: weights sum to 90 (80 + 10), "
-        "not 100"
+        == "lab.yaml: document 2 (VirtualService reviews): http[0].route: weights sum to 0 (0 + 0): "
+        "no destination would get traffic"
     )
 
 

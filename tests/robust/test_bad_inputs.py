@@ -38,8 +38,8 @@ FILES = {
     "weights.yaml": _DR
     + "  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n---\n"
     + _VS
-    + "  - route:\n    - {destination: {host: httpbin, subset: v1}, weight: 80}\n"
-    "    - {destination: {host: httpbin, subset: v2}, weight: 10}\n",
+    + "  - route:\n    - {destination: {host: httpbin, subset: v1}, weight: 0}\n"
+    "    - {destination: {host: httpbin, subset: v2}, weight: 0}\n",
     "subset.yaml": _VS + "  - route: [{destination: {host: httpbin, subset: v3}}]\n",
     "percent.yaml": _VS
     + "  - headers: {request: {set: {x-share: 50%}}}\n    route: [{destination: {host: httpbin}}]\n",
@@ -64,15 +64,21 @@ def test_bad_input(tmp_path: Path, num: str, args: str, code: int, message: str)
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOADGEN_LAB_DIR": str(tmp_path / "lab")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadgen", *shlex.split(args)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "loadgen", *shlex.split(args)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        if (tmp_path / "lab").exists():  # a row that wrongly started a lab: stop its processes
+            subprocess.run(
+                [sys.executable, "-m", "loadgen", "lab", "down"], env=env, capture_output=True, timeout=60
+            )
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
