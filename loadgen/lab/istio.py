@@ -833,7 +833,7 @@ def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
         ctx.name = meta["name"] if isinstance(meta.get("name"), str) else ""
         group, _, version = api.rpartition("/")
         if api == LAB_API and kind == "Topology":
-            acc.topo.extend(_topology(ctx, doc.get("spec") or {}, "spec"))
+            acc.topo.extend(_topology(ctx, _topology_spec(ctx, doc), "spec"))
             continue
         if group in _KUBERNETES_GROUPS or group.endswith(".k8s.io"):
             ctx.warn(
@@ -1012,6 +1012,16 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: not UTF-8 text") from None
 
 
+def _topology_spec(ctx: Ctx, doc: dict[str, Any]) -> object:
+    """A Topology document's ``spec`` (its own fields are checked: ``services`` belongs in ``spec``)."""
+    if "services" in doc:
+        raise ctx.error("services", "belongs under spec: (spec: {services: [...]}) in a Topology document")
+    fr.check_fields(ctx, doc, "", {"apiVersion", "kind", "metadata", "spec"})
+    if doc.get("spec") is None:
+        raise ctx.error("spec", "required (spec: {services: [...]})")
+    return doc["spec"]
+
+
 def _load_topology(path: str, acc: _Collected, namespace: str = "default") -> None:
     """Read a ``-topology`` file: ``services: [...]`` at the top, or a ``Topology`` document."""
     docs = [d for d in _parse_documents(_read(path), path) if d is not None]
@@ -1021,7 +1031,7 @@ def _load_topology(path: str, acc: _Collected, namespace: str = "default") -> No
         ctx = replace(
             ctx, document=1, kind="Topology", name=str((docs[0].get("metadata") or {}).get("name", ""))
         )
-        acc.topo.extend(_topology(ctx, docs[0].get("spec") or {}, "spec"))
+        acc.topo.extend(_topology(ctx, _topology_spec(ctx, docs[0]), "spec"))
         return
     if len(docs) != 1:
         raise ctx.error("", f"expected one YAML document with 'services:', got {len(docs)}")

@@ -448,3 +448,15 @@ def test_header_present_match_forms() -> None:
         ("b", "present", False),
         ("c", "exact", True),
     ]
+
+
+def test_topology_document_fields_are_checked() -> None:
+    head = "apiVersion: lab.loadgen.io/v1alpha1\nkind: Topology\nmetadata: {name: t}\n"
+    assert err(head + "services:\n- {name: httpbin, replicas: 3}\n") == (
+        "lab.yaml: document 1 (Topology t): services: belongs under spec: (spec: {services: [...]}) "
+        "in a Topology document"
+    )
+    assert err(head + "spec:\n  services: [{name: httpbin}]\nstatus: {}\n").endswith("status: unknown field")
+    assert err(head).endswith("spec: required (spec: {services: [...]})")
+    spec = loads(head + "spec:\n  services: [{name: httpbin, replicas: 3}]\n", "lab.yaml")
+    assert spec.services[0].replicas == 3
