@@ -97,7 +97,7 @@ class AdminClient:
             if r.status != 200:
                 raise EnvoyAdminError(f"Envoy admin {full}: HTTP {r.status} {body[:200]!r}")
             return body.decode("utf-8", "replace")
-        raise EnvoyAdminError(f"Envoy admin {full}: {type(last).__name__}: {last}")
+        raise EnvoyAdminError(f"cannot reach Envoy admin {self.url} ({path}): {_why(last)}")
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         text = self.get(path, params)
@@ -162,3 +162,14 @@ def _params(filter: str | None, usedonly: bool) -> dict[str, str]:
     if usedonly:
         p["usedonly"] = ""
     return p
+
+
+def _why(e: Exception | None) -> str:
+    """A transport failure in a few words: "connection refused", "timed out", the OS's reason."""
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return f"{type(e).__name__}: {e}" if e is not None else "no answer"
