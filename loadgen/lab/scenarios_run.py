@@ -544,6 +544,15 @@ def run_main(argv: list[str]) -> int:
         return int(exc.code or 0) if exc.code in (0, None) else 2
     names = list(SCENARIOS) if ns.scenario == "all" else [ns.scenario]
     if any(n not in PLAN for n in names):
+        owner = next(
+            (scn for scn in PLAN.values() for files in scn.files.values() if f"{ns.scenario}.yaml" in files),
+            None,
+        )
+        if owner is not None:  # a step's YAML (lab show lists those): name its scenario
+            raise UsageError(
+                f"{ns.scenario!r} is one step of scenario {owner.name!r}: run 'loadgen lab run {owner.name}' "
+                f"(or 'loadgen lab run {owner.name} -f' with that file from 'loadgen lab show {ns.scenario}')"
+            )
         raise UsageError(f"unknown scenario {ns.scenario!r}: choose one of {', '.join(SCENARIOS)}, all")
     for f in ns.files:
         if not os.path.isfile(f):
