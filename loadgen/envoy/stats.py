@@ -297,10 +297,9 @@ def _strip_semicolon(d: Stats) -> Stats:
     return out
 
 
-def snapshot_from_flat(
-    flat: Mapping[str, int], *, wall: float | None = None, mono: float | None = None, source: str = ""
+def _snapshot(
+    clusters: Any, http: Any, other: Any, source: str, wall: float | None, mono: float | None
 ) -> Snapshot:
-    clusters, http, other = split_flat(flat)
     return Snapshot(
         wall=time.time() if wall is None else wall,
         mono=time.monotonic() if mono is None else mono,
@@ -309,6 +308,13 @@ def snapshot_from_flat(
         other=other,
         source=source,
     )
+
+
+def snapshot_from_flat(
+    flat: Mapping[str, int], *, wall: float | None = None, mono: float | None = None, source: str = ""
+) -> Snapshot:
+    clusters, http, other = split_flat(flat)
+    return _snapshot(clusters, http, other, source, wall, mono)
 
 
 def snapshot_from_text(text: str, **kw: Any) -> Snapshot:
@@ -321,14 +327,7 @@ def snapshot_from_json(doc: str | Mapping[str, Any], **kw: Any) -> Snapshot:
 
 def snapshot_from_prometheus(text: str, *, wall: float | None = None, mono: float | None = None) -> Snapshot:
     clusters, http, other = parse_prometheus(text)
-    return Snapshot(
-        wall=time.time() if wall is None else wall,
-        mono=time.monotonic() if mono is None else mono,
-        clusters=_strip_semicolon(clusters),
-        http=_strip_semicolon(http),
-        other=other,
-        source="prometheus",
-    )
+    return _snapshot(clusters, http, other, "prometheus", wall, mono)
 
 
 # --- deltas and series ---------------------------------------------------------------------------

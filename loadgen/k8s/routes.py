@@ -30,16 +30,11 @@ from __future__ import annotations
 from typing import Any
 
 from loadgen.durations import parse_ns
+from loadgen.lab.render_http import REDIRECT_CODE_NAMES
 
 Signature = tuple[Any, ...]
 
-_REDIRECT_CODES = {
-    "MOVED_PERMANENTLY": 301,
-    "FOUND": 302,
-    "SEE_OTHER": 303,
-    "TEMPORARY_REDIRECT": 307,
-    "PERMANENT_REDIRECT": 308,
-}
+_REDIRECT_CODES = {name: code for code, name in REDIRECT_CODE_NAMES.items()}
 _DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
 FAULT_FILTER = "envoy.filters.http.fault"
 _NO_ACTION: Signature = ("none",)

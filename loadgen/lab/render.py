@@ -60,6 +60,7 @@ from loadgen.lab.model import (
     HttpRoute,
     LabSpec,
     OutlierDetection,
+    PortTrafficPolicy,
     Retries,
     RouteMatch,
     Service,
@@ -140,16 +141,9 @@ def _string_match(m: StringMatch) -> dict[str, Any]:
 
 def _port_level(policy: TrafficPolicy, port: int) -> TrafficPolicy:
     """A matching portLevelSettings entry replaces every component (no inheritance), as in Istio."""
-    for pl in policy.port_level:
-        if pl.port == port:
-            return TrafficPolicy(
-                pl.connection_pool, pl.outlier_detection, pl.load_balancer, consistent_hash=pl.consistent_hash
-            )
+    src: TrafficPolicy | PortTrafficPolicy = next((pl for pl in policy.port_level if pl.port == port), policy)
     return TrafficPolicy(
-        policy.connection_pool,
-        policy.outlier_detection,
-        policy.load_balancer,
-        consistent_hash=policy.consistent_hash,
+        src.connection_pool, src.outlier_detection, src.load_balancer, consistent_hash=src.consistent_hash
     )
 
 

@@ -329,19 +329,28 @@ def spawn(
     """
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     if detach and shutil.which("setsid") and os.path.exists("/bin/sh"):
+        proc: subprocess.Popen[bytes] | None = None
         pid = _spawn_detached(name, argv, log, cwd, _child_env() if python_env else dict(os.environ))
-        return Starting(
-            name=name,
-            role=role,
-            proc=None,
-            pid=pid,
-            log=log,
-            argv=list(argv),
-            probe_port=probe_port,
-            probe_path=probe_path,
-            extra_logs=list(extra_logs),
-            expect_epoch=expect_epoch,
-        )
+    else:
+        proc = _popen(name, argv, log, cwd, python_env)
+        pid = proc.pid
+    return Starting(
+        name=name,
+        role=role,
+        proc=proc,
+        pid=pid,
+        log=log,
+        argv=list(argv),
+        probe_port=probe_port,
+        probe_path=probe_path,
+        extra_logs=list(extra_logs),
+        expect_epoch=expect_epoch,
+    )
+
+
+def _popen(
+    name: str, argv: Sequence[str], log: str, cwd: str | None, python_env: bool
+) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         try:
             proc = subprocess.Popen(
@@ -356,18 +365,7 @@ def spawn(
             )
         except OSError as exc:
             raise RunError(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
-    return Starting(
-        name=name,
-        role=role,
-        proc=proc,
-        pid=proc.pid,
-        log=log,
-        argv=list(argv),
-        probe_port=probe_port,
-        probe_path=probe_path,
-        extra_logs=list(extra_logs),
-        expect_epoch=expect_epoch,
-    )
+    return proc
 
 
 def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes] | None:
