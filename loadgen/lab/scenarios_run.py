@@ -10,8 +10,8 @@ Scenarios: ``circuit-breaker``, ``routing``, ``fault-delay``, ``fault-abort``, `
 ``outlier`` (and ``all``). What each checks is in its function's docstring.
 
 Statistical checks (traffic splits, abort rates) print the 95 % Wilson interval; a declared value
-outside it but inside the 99.9 % interval is reported as ``WARN`` (a 1-in-20 event, not a
-contradiction); outside the 99.9 % interval it is ``FAIL``.
+outside it but inside the 99.9999 % interval is reported as ``WARN`` (a 1-in-20 event, not a
+contradiction); outside that interval it is ``FAIL`` (by chance about once in a million checks).
 """
 
 from __future__ import annotations

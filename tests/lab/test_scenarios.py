@@ -142,7 +142,12 @@ def test_wilson_and_proportion_verdicts() -> None:
     lo, hi = wilson(800, 1000, 1.959964)
     assert lo < 0.8 < hi and hi - lo < 0.06
     assert proportion_check(800, 1000, 0.8)[1] == "PASS"
-    assert proportion_check(760, 1000, 0.8)[1] == "WARN"  # outside 95 %, inside 99.9 %
+    assert proportion_check(760, 1000, 0.8)[1] == "WARN"  # outside 95 %, inside 99.9999 %
+    # 756 of 1000 for a correct 80 % (a 3.5-sigma draw, seen once in CI) is not a contradiction
+    assert proportion_check(756, 1000, 0.8)[1] == "WARN"
+    # a weight 7 points off, either way, over the routing scenario's 1000 requests still fails
+    assert proportion_check(730, 1000, 0.8)[1] == "FAIL"
+    assert proportion_check(870, 1000, 0.8)[1] == "FAIL"
     assert proportion_check(700, 1000, 0.8)[1] == "FAIL"
     assert proportion_check(200, 200, 1.0)[1] == "PASS"
 
