@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from loadgen.envoy import catalogue
+from loadgen.text import plural
 
 Status = Literal["exact", "within_tolerance", "unexplained"]
 
@@ -76,10 +77,6 @@ def _sum(deltas: Mapping[str, Mapping[str, int]], stat: str) -> int:
     return sum(catalogue.value(d, stat) for d in deltas.values())
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 def reconcile(
     client: ClientView,
     cluster_deltas: Mapping[str, Mapping[str, int]],
@@ -125,7 +122,7 @@ def reconcile(
     if d_ov > 0:
         msg = (
             f"Envoy counted {rej} rejections ({ov_text}) but the client saw "
-            f"{_plural(ov503, '503')} with x-envoy-overloaded"
+            f"{plural(ov503, '503')} with x-envoy-overloaded"
         )
         (tolerated if d_ov <= slack else problems).append(msg)
     elif d_ov < 0:
@@ -152,7 +149,7 @@ def reconcile(
         status, reason = "unexplained", "; ".join(problems + tolerated)
     elif tolerated:
         status = "within_tolerance"
-        reason = "; ".join(tolerated) + f": {_plural(slack, 'request')} still in flight at the last snapshot"
+        reason = "; ".join(tolerated) + f": {plural(slack, 'request')} still in flight at the last snapshot"
     else:
         status, reason = "exact", ""
 

@@ -35,7 +35,7 @@ from loadgen.errors import LoadgenError, RunError, UsageError
 from loadgen.lab import declared as decl
 from loadgen.lab import supervise as sv
 from loadgen.lab.harness import Ctx, Lab, deltas, load, stat, sum_http
-from loadgen.lab.verdicts import Outcome, proportion_check, render_table, wilson
+from loadgen.lab.verdicts import Outcome, proportion_check, render_summary, render_table, wilson
 from loadgen.results import RunResult
 
 SCENARIOS = ("circuit-breaker", "routing", "fault-delay", "fault-abort", "mirror", "outlier")
@@ -567,6 +567,8 @@ def run_main(argv: list[str]) -> int:
             raise
         render_table(o, sys.stderr)
         outcomes.append(o)
+    if len(outcomes) > 1:
+        render_summary(outcomes, sys.stderr)
     if ns.json:
         from loadgen.results import write_json_atomic
 

@@ -7,6 +7,7 @@ fails)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -50,14 +51,19 @@ class Outcome:
         }
 
 
-def render_table(outcome: Outcome, out: TextIO) -> None:
+def render_table(outcome: Outcome, out: TextIO, max_width: int = 60) -> None:
+    """The checks as an aligned text table; a cell wider than ``max_width`` wraps onto more lines
+    of its row, so the columns stay aligned."""
     rows = [("check", "declared", "observed", "verdict")] + [
         (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks
     ]
-    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
+    widths = [min(max_width, max(len(r[i]) for r in rows)) for i in range(3)]
     out.write(f"\nScenario {outcome.scenario}: declared policy vs observed ({outcome.seconds:.1f} s)\n")
     for i, r in enumerate(rows):
-        out.write("  " + "  ".join(r[k].ljust(widths[k]) for k in range(3)) + f"  {r[3]}\n")
+        cells = [textwrap.wrap(r[k], widths[k], break_on_hyphens=False) or [""] for k in range(3)]
+        for j in range(max(len(c) for c in cells)):
+            line = "  ".join((cells[k][j] if j < len(cells[k]) else "").ljust(widths[k]) for k in range(3))
+            out.write(f"  {line}  {r[3] if j == 0 else ''}".rstrip() + "\n")
         if i == 0:
             out.write("  " + "  ".join("-" * w for w in widths) + "  -------\n")
     fails = sum(c.failed for c in outcome.checks)
@@ -66,6 +72,18 @@ def render_table(outcome: Outcome, out: TextIO) -> None:
         f"  => {'CONTRADICTED' if fails else 'CONSISTENT'}: {len(outcome.checks) - fails - warns} pass, "
         f"{warns} warn, {fails} fail\n"
     )
+
+
+def render_summary(outcomes: list[Outcome], out: TextIO) -> None:
+    """One line over several scenarios (``lab run all``)."""
+    bad = [o.scenario for o in outcomes if o.failed]
+    warned = [o.scenario for o in outcomes if not o.failed and any(c.verdict == "WARN" for c in o.checks)]
+    secs = sum(o.seconds for o in outcomes)
+    text = f"\nAll {len(outcomes)} scenarios: {len(outcomes) - len(bad)} CONSISTENT"
+    if warned:
+        text += f" ({len(warned)} with warnings: {', '.join(warned)})"
+    text += f", {len(bad)} CONTRADICTED" + (f" ({', '.join(bad)})" if bad else "") + f" in {secs:.1f} s\n"
+    out.write(text)
 
 
 def wilson(k: int, n: int, z: float) -> tuple[float, float]:

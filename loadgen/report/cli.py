@@ -33,6 +33,7 @@ from loadgen.report.frames import Frames, export, frames_from_results, load_fram
 from loadgen.report.html import render_html
 from loadgen.report.markdown import render_markdown
 from loadgen.results import RunResult
+from loadgen.text import plural
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,7 +122,7 @@ def report_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
         if ns.fmt:
             base = os.path.splitext(ns.html or ns.md)[0] if (ns.html or ns.md) else "report"
             written += export(frames, base + "-tables", ns.fmt)
-        out.write(f"report: {len(frames.runs)} runs -> {', '.join(written)}\n")
+        out.write(f"report: {plural(len(frames.runs), 'run')} -> {', '.join(written)}\n")
         return 0
     except LoadgenError as exc:
         err.write(f"loadgen: {exc}\n")

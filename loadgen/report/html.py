@@ -24,6 +24,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from loadgen.report import charts
 from loadgen.report.correlate import Analysis
 from loadgen.report.frames import combined_percentiles
+from loadgen.text import plural
 from loadgen.version import __version__
 
 MAX_TIMELINES = 6
@@ -215,7 +216,8 @@ def render_html(a: Analysis, title: str = "loadgen report") -> str:
     sc = a.status_counts
     n_env = int(runs["has_envoy"].sum())
     out.append(
-        f'<p class="note">{len(runs)} runs, {len(a.variants)} variants, {n_env} with Envoy stats'
+        f'<p class="note">{plural(len(runs), "run")}, {plural(len(a.variants), "variant")}, '
+        f"{n_env} with Envoy stats"
         + (
             ": "
             + ", ".join(

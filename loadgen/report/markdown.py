@@ -17,6 +17,7 @@ from typing import Any
 
 from loadgen.report.correlate import Analysis
 from loadgen.report.html import RUN_HEADERS, VARIANT_HEADERS, run_rows, variant_rows
+from loadgen.text import plural
 
 LIMIT = 60_000  # bytes; leaves room under the 65 536 limit
 
@@ -55,7 +56,8 @@ def render_markdown(a: Analysis, title: str = "loadgen report", limit: int = LIM
     head = [f"## {md(title)}", ""]
     sc = a.status_counts
     head.append(
-        f"{len(runs)} runs, {len(a.variants)} variants, {int(runs['has_envoy'].sum())} with Envoy stats"
+        f"{plural(len(runs), 'run')}, {plural(len(a.variants), 'variant')}, "
+        f"{int(runs['has_envoy'].sum())} with Envoy stats"
         + (" (" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(sc.items())) + ")" if sc else "")
         + "."
     )

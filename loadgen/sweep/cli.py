@@ -30,6 +30,7 @@ from loadgen.options import LOAD_FLAGS, Flag, LoadOptions
 from loadgen.policy import LabPolicyTarget, PolicyTarget
 from loadgen.sweep.run import Outcome, Sweep, Variant, summary_rows
 from loadgen.sweep.spec import SLO, fmt_qps, parse_c_list, parse_qps_list, parse_slo
+from loadgen.text import plural
 
 SWEEP_FLAGS: tuple[Flag, ...] = (
     Flag("c", "c", "str", "4", "Concurrency: a list like 1,2,3,5,10 (one value: fixed)"),
@@ -364,7 +365,7 @@ def render_summary(outcome: Outcome, plan: Plan) -> str:
         buf.write(outcome.restored + "\n")
     n = len(outcome.steps)
     state = "INTERRUPTED, partial results" if outcome.interrupted else "complete"
-    buf.write(f"{n} runs saved in {plan.out_dir} ({state})\n")
+    buf.write(f"{plural(n, 'run')} saved in {plan.out_dir} ({state})\n")
     return buf.getvalue()
 
 
