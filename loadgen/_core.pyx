@@ -1043,6 +1043,8 @@ cdef void do_read(TState* t, Conn* c, int ci) noexcept nogil:
             r = parse(t, c, t.rbuf, <size_t>n)
             if r == R_DONE:
                 c.tbytes -= <int64_t>c.leftover
+                if c.state == S_WRITING:
+                    c.hclose = 1  # an early answer: the request's rest was never sent, so no reuse
                 finish_ok(t, c, ci, lg_mono_ns())
                 return
             if r == R_BAD:
@@ -1159,11 +1161,21 @@ cdef void scan_timeouts(TState* t, int64_t now) noexcept nogil:
 
 cdef void handle_event(TState* t, int ci, uint32_t ev) noexcept nogil:
     cdef Conn* c = &t.conns[ci]
+    cdef int64_t k
     if c.fd < 0:
         return
     if c.state == S_CONNECTING:
         on_connect_event(t, c, ci)
     elif c.state == S_WRITING:
+        if ev & (EPOLLIN | EPOLLHUP | EPOLLERR):
+            # the server answers (or fails) before taking the whole request, as Envoy does with a
+            # circuit-breaker 503 for a large body: read it, or the answer is lost to a later reset
+            k = c.k
+            do_read(t, c, ci)
+            if c.k != k or c.state != S_WRITING:
+                return
+            if not (ev & EPOLLOUT):
+                return
         do_write(t, c, ci, lg_mono_ns())
         if c.state == S_READING and (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)):
             do_read(t, c, ci)

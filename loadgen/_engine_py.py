@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from loadgen.engine_api import ERROR_KINDS, EngineConfig, EngineResult, Progress, is_ok
 from loadgen.errors import RunError, UsageError
@@ -267,6 +267,11 @@ async def read_response(wire: _Wire, head_request: bool) -> Response:
     if wire.buf:
         close = True  # bytes beyond the framed response: the framing cannot be trusted any more
     return Response(code, wire.head_size, total, "x-envoy-overloaded" in headers, close)
+
+
+def _collect(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 # --- one call's outcome -------------------------------------------------------------------
@@ -545,13 +550,34 @@ class Run:
         self.res.connect_time.record(time.monotonic_ns() - t0)
 
     async def _exchange(self, conn: _Conn, wire: _Wire) -> Response:
-        assert conn.writer is not None
+        writer = conn.writer
+        assert writer is not None
         try:
-            conn.writer.write(self.cfg.request)
-            await conn.writer.drain()
+            writer.write(self.cfg.request)
         except OSError as exc:
             raise CallError(kind_of_oserror(exc), 0) from exc
-        return await read_response(wire, self.cfg.head)
+        if writer.transport.get_write_buffer_size() == 0:  # all sent at once (the usual case)
+            return await read_response(wire, self.cfg.head)
+        # The rest goes out while the answer is read: a server may answer before taking the whole
+        # request (Envoy's circuit-breaker 503 for a large body) and then stop reading.
+        drain = asyncio.ensure_future(writer.drain())
+        read = asyncio.ensure_future(read_response(wire, self.cfg.head))
+        try:
+            await asyncio.wait((drain, read), return_when=asyncio.FIRST_COMPLETED)
+            if read.done():
+                resp = read.result()
+                if not drain.done() or drain.cancelled() or drain.exception() is not None:
+                    resp.close = True  # the request's rest was never sent: no reuse
+                return resp
+            try:
+                drain.result()
+            except OSError as exc:
+                raise CallError(kind_of_oserror(exc), wire.nread, wire.head_size) from exc
+            return await read
+        finally:
+            for task in (drain, read):
+                task.add_done_callback(_collect)  # no "exception was never retrieved" later
+                task.cancel()
 
     async def _call(self, j: int, conn: _Conn) -> tuple[Outcome, int]:
         """Make one request on ``conn``; returns its outcome and the actual send time (ns).

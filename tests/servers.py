@@ -92,11 +92,14 @@ class ScriptedServer:
     """A threaded TCP server on 127.0.0.1:0 that answers each request with ``script(request)``.
 
     ``on_accept`` returning False closes a new connection at once (accept-and-close).
+    ``early`` runs the script as soon as a request head has arrived, without reading its body,
+    on sockets with a small receive buffer (a server that answers before taking a large upload).
     """
 
     script: Script
     on_accept: Callable[[int], bool] = lambda conn: True
     tls: ssl.SSLContext | None = None  # serve https with this server-side context
+    early: bool = False
     port: int = 0
     connections: int = 0
     requests: list[Request] = field(default_factory=list)
@@ -109,6 +112,8 @@ class ScriptedServer:
     def start(self) -> ScriptedServer:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.early:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted sockets inherit it
         s.bind(("127.0.0.1", 0))
         s.listen(128)
         s.settimeout(0.05)
@@ -166,6 +171,9 @@ class ScriptedServer:
             buf += data
         end = buf.index(b"\r\n\r\n") + 4
         head = bytes(buf[:end])
+        if self.early:
+            buf.clear()
+            return head
         m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
         need = end + (int(m.group(1)) if m else 0)
         while len(buf) < need:

@@ -342,6 +342,24 @@ def test_large_body_and_post(engine: ModuleType, scripted) -> None:
     assert [q.method for q in srv.requests] == ["POST"] * 4
 
 
+@pytest.mark.parametrize("close", [False, True])
+def test_early_answer_to_a_large_upload_is_recorded(engine: ModuleType, scripted, close: bool) -> None:
+    """A server that answers before taking the whole body and then stops reading (Envoy's
+    circuit-breaker 503 on a large POST) and resets the socket a while later: the answer is the
+    call's outcome, not the reset; the socket is not reused (the rest of the body was never sent)."""
+    over = response(
+        503, b"overflow", ("x-envoy-overloaded: true",) + (("Connection: close",) if close else ())
+    )
+    srv = scripted(lambda req: [over, Sleep(0.4), RESET], early=True)
+    payload = b"p" * (16 << 20)  # larger than the two sockets' buffers can absorb
+    cfg = make_cfg(srv.port, "/post", n=4, c=2, method="POST", extra=f"Content-Length: {len(payload)}\r\n")
+    cfg = replace(cfg, request=cfg.request + payload)
+    r = run(engine, cfg)
+    assert r.codes == {503: 4} and r.errors == {}, (r.codes, r.errors)
+    assert r.overloaded == {503: 4}
+    assert sum(r.sockets) == 4 and srv.connections == 4  # one socket per call
+
+
 def test_overloaded_per_code(any_engine: ModuleType, scripted) -> None:
     over = response(503, b"overflow", ("x-envoy-overloaded: true",))
     srv = scripted(lambda req: [over if req.number % 3 == 0 else OK])

@@ -80,3 +80,48 @@ def test_load_reconciles_overflow_503s(cb_envoy: EnvoyProcess, engine: str) -> N
         assert "Verdict (exact)" in proc.stderr
         if codes.get(503):
             assert f"{codes[503]} of {codes[503]} 503s are circuit-breaker rejections" in proc.stderr
+
+
+@pytest.mark.parametrize("engine", _engines())
+def test_large_uploads_keep_envoys_early_503s(cb_envoy: EnvoyProcess, engine: str) -> None:
+    """16 MB POSTs: Envoy answers an overflow with 503 before taking the body, stops reading and
+    resets the socket a second later. The engines read that answer while still writing, so every
+    rejection is a 503 with x-envoy-overloaded (not a reset) and the reconciliation stays exact."""
+    url = f"http://127.0.0.1:{cb_envoy.port('ingress')}/post"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadgen",
+            "load",
+            "-engine",
+            engine,
+            "-c",
+            "3",
+            "-qps",
+            "0",
+            "-n",
+            "12",
+            "-payload-size",
+            str(16 << 20),
+            "-envoy-admin",
+            cb_envoy.admin_url,
+            "-envoy-cluster",
+            "^httpbin$",
+            "-json",
+            "-",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    codes = {int(k): v for k, v in data["RetCodes"].items()}
+    assert codes.get(-1, 0) == 0 and data["Loadgen"]["Errors"] == {}, (codes, data["Loadgen"]["Errors"])
+    deltas = data["Loadgen"]["Envoy"]["Deltas"]["httpbin"]
+    overflow = deltas.get("upstream_rq_pending_overflow", 0) + deltas.get("upstream_rq_active_overflow", 0)
+    assert overflow >= 1 and codes.get(503, 0) == overflow, (codes, deltas)
+    assert data["Loadgen"]["Overloaded"].get("503", 0) == overflow
+    assert data["Loadgen"]["Envoy"]["Verdict"]["Status"] == "exact"

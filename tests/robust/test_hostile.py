@@ -344,10 +344,10 @@ class EarlyResponder:
 @pytest.mark.parametrize("drain", [True, False])
 def test_response_before_request_sent(engine: ModuleType, drain: bool) -> None:
     """A 16 MB POST answered with 413 after its head. When the server keeps reading (drain),
-    the request completes and the 413 is counted. When it closes at once, its RST discards our
-    unsent bytes and the unread answer: ``reset``. (RFC 9112 §9.3 says a client SHOULD watch
-    for an early response while sending; neither engine reads while it writes, so the early
-    close is a named ``reset``, never a hang or a crash.)"""
+    the request completes and the 413 is counted. When it closes at once, the engines (which
+    watch for an early answer while sending, as RFC 9112 §9.3 asks) race its RST: the 413 when
+    they read it first, else a named ``reset``/``eof``; never a hang or a crash. (A server that
+    waits before closing, as Envoy does, always gets its answer counted: test_engines.py.)"""
     answer = b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     body = b"x" * (16 << 20)
     before = nfds()
@@ -368,7 +368,7 @@ def test_response_before_request_sent(engine: ModuleType, drain: bool) -> None:
     if drain:
         assert r.codes == {413: 2} and r.errors == {}
     else:
-        assert r.codes == {-1: 2}
+        assert set(r.codes) <= {413, -1}, r.codes
         assert set(r.errors) <= {"reset", "eof"}, r.errors
     assert nfds() == before
 
