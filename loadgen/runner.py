@@ -403,9 +403,9 @@ def write_outputs(result: RunResult, opts: LoadOptions, err: TextIO, out: TextIO
 
 
 def write_hdr_log(result: RunResult, path: str) -> None:
-    """HdrHistogram interval log (HdrHistogram's tools read it), values in µs: the first interval
-    is the latency from the intended send, the second the service time (the ``hdrh`` writer has
-    no tags, so the order is the contract)."""
+    """HdrHistogram interval log (HdrHistogram's tools read it), values in µs: the interval tagged
+    ``intended`` is the latency from the intended send, the one tagged ``service`` the service
+    time (in that order, for readers that ignore tags)."""
     import io
 
     from hdrh.log import HistogramLogWriter
@@ -425,10 +425,11 @@ def write_hdr_log(result: RunResult, path: str) -> None:
     # interval lines written by hand too: hdrh's writer integer-divides the max by its unit ratio,
     # which prints 0.000 for any sub-millisecond run
     length = max(0.0, (end_ms - start_ms) / 1000.0)
-    for rec in (er.latency, er.service):
+    for tag, rec in (("intended", er.latency), ("service", er.service)):
         payload = rec.hdr.encode()
         text = payload.decode("ascii") if isinstance(payload, bytes) else str(payload)
-        buf.write(f"{start_ms / 1000.0:.3f},{length:.3f},{rec.hdr.get_max_value() / 1000.0:.3f},{text}\n")
+        max_ms = rec.hdr.get_max_value() / 1000.0
+        buf.write(f"Tag={tag},{start_ms / 1000.0:.3f},{length:.3f},{max_ms:.3f},{text}\n")
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write(buf.getvalue())

@@ -223,7 +223,10 @@ def test_autosave_hdr_log_and_access_log(echo: EchoServer, tmp_path: Path) -> No
     reader = HistogramLogReader(str(hlog), HdrHistogram(1, 3_600_000_000, 3))
     try:
         h = reader.get_next_interval_histogram()
-        assert h is not None and h.get_total_count() == 20
+        assert h is not None and h.get_total_count() == 20 and h.get_tag() == "intended"
+        h2 = reader.get_next_interval_histogram()
+        assert h2 is not None and h2.get_total_count() == 20 and h2.get_tag() == "service"
+        assert h2.get_max_value() <= h.get_max_value()  # service time never exceeds intended-time latency
     finally:
         reader.close()
     lines = alog.read_text().splitlines()
