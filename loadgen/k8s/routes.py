@@ -7,7 +7,10 @@ virtual-service/NAME``, and emits them in the VirtualService's order: one per ``
 for a route without matches), none after the first catch-all. :func:`expected` reduces each of
 them to what a policy sweep varies — its action (destination clusters by subset and FQDN with
 their weights, a redirect code, a direct-response status), its fault (delay and abort, the
-percentage in parts per million exactly as Istio truncates it) and its timeout — and
+percentage in parts per million exactly as Istio truncates it), its timeout, its retries
+(``attempts`` and ``perTryTimeout``; ``attempts: 0`` is no retry policy; retries left out of the
+YAML match whatever the sidecar has, since the mesh's default retry policy is configurable) and
+its mirrors (``mirror``/``mirrorPercentage``, legacy ``mirrorPercent``, ``mirrors[]``) — and
 :func:`dump_sequences` reduces the tagged routes of every virtual host in the dump the same way.
 The VirtualService has arrived when every virtual host that has its routes shows exactly the
 expected sequence (so added routes, removed routes and destinations swapped between matches are
@@ -19,7 +22,7 @@ expected signature and every signature that must appear does. A VirtualService t
 mesh's sidecars no HTTP routes at all (TCP/TLS only, gateways only, a delegate without ``hosts``)
 has nothing to wait for.
 
-What it is not: a full comparison — headers, retries, mirrors, gRPC abort codes and the match
+What it is not: a full comparison — headers, ``retryOn``, gRPC abort codes and the match
 conditions themselves are not part of the signature (a variant that changes only those shows no
 difference to wait for), and ports are left out (the YAML may not name them). An ExternalName
 service's clusters are named after the external name; they do not compare.
@@ -38,6 +41,7 @@ _REDIRECT_CODES = {name: code for code, name in REDIRECT_CODE_NAMES.items()}
 _DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
 FAULT_FILTER = "envoy.filters.http.fault"
 _NO_ACTION: Signature = ("none",)
+_NO_RETRIES: Signature = ("none",)
 
 
 def _ns(text: object) -> int:
@@ -105,11 +109,54 @@ def _yaml_action(r: dict[str, Any], namespace: str) -> Signature:
     return ("weighted", tuple(weighted))
 
 
+def _yaml_retries(r: dict[str, Any]) -> Signature | None:
+    """``(attempts, per-try timeout ns)``, ``("none",)`` for ``attempts`` 0 (Istio's
+    ``ConvertPolicy`` then emits no policy), ``None`` when the YAML leaves retries to the mesh."""
+    retries = r.get("retries")
+    if not isinstance(retries, dict):
+        return None
+    attempts = int(retries.get("attempts", 0) or 0)
+    if attempts <= 0:
+        return _NO_RETRIES
+    return (attempts, _ns(retries.get("perTryTimeout", "0s")))
+
+
+def _mirror_ppm(m: dict[str, Any], key: str, legacy: str | None) -> int:
+    pct = m.get(key)
+    if isinstance(pct, dict):
+        return int(float(pct.get("value", 0) or 0) * 10000)
+    if legacy is not None and m.get(legacy) is not None:
+        return int(m.get(legacy) or 0) * 10_000
+    return 1_000_000  # unset: every request is mirrored
+
+
+def _yaml_mirrors(r: dict[str, Any], namespace: str) -> Signature:
+    out: list[tuple[str, str, int]] = []
+    found: list[tuple[Any, int]] = []
+    if isinstance(r.get("mirror"), dict):
+        legacy = "mirrorPercent" if "mirrorPercent" in r else "mirror_percent"
+        found.append((r["mirror"], _mirror_ppm(r, "mirrorPercentage", legacy)))
+    for m in r.get("mirrors") or []:
+        if isinstance(m, dict) and isinstance(m.get("destination"), dict):
+            found.append((m["destination"], _mirror_ppm(m, "percentage", None)))
+    for d, ppm in found:
+        if ppm > 0:  # an explicit 0: Istio emits no mirror policy
+            out.append((str(d.get("subset", "")), fqdn(str(d.get("host", "")), namespace), ppm))
+    return tuple(sorted(out))
+
+
 def _signature(r: dict[str, Any], namespace: str) -> Signature:
     action = _yaml_action(r, namespace)
-    forwards = action[0] in ("cluster", "weighted")
-    timeout = _ns(r.get("timeout", "0s")) if forwards else None
-    return (action, _yaml_fault(r.get("fault")), timeout)
+    if action[0] not in ("cluster", "weighted"):  # Envoy answers itself: no timeout, retries, mirrors
+        return (action, _yaml_fault(r.get("fault")), None, _NO_RETRIES, ())
+    timeout = _ns(r.get("timeout", "0s"))
+    return (action, _yaml_fault(r.get("fault")), timeout, _yaml_retries(r), _yaml_mirrors(r, namespace))
+
+
+def same(want: Signature, got: Signature) -> bool:
+    """A sidecar route (``got``) is the declared one (``want``): equal, except that retries the
+    YAML left out (``None``) match any."""
+    return want[:3] == got[:3] and want[4:] == got[4:] and (want[3] is None or want[3] == got[3])
 
 
 def _client_dependent(m: dict[str, Any]) -> bool:
@@ -226,6 +273,32 @@ def _dump_fault(route: dict[str, Any]) -> Signature:
     return (d, a) if (d or a) else ()
 
 
+def _dump_signature(route: dict[str, Any]) -> Signature:
+    action = _dump_action(route)
+    if action[0] not in ("cluster", "weighted"):
+        return (action, _dump_fault(route), None, _NO_RETRIES, ())
+    ra = route.get("route") or {}
+    rp = ra.get("retry_policy")
+    retries = (
+        (int(rp.get("num_retries", 1) or 0), _ns(rp.get("per_try_timeout", "0s")))
+        if isinstance(rp, dict)
+        else _NO_RETRIES
+    )
+    mirrors = tuple(
+        sorted(
+            (
+                *_cluster_key(str(m.get("cluster", ""))),
+                _dump_ppm(m["runtime_fraction"].get("default_value"))
+                if isinstance(m.get("runtime_fraction"), dict)
+                else 1_000_000,
+            )
+            for m in ra.get("request_mirror_policies") or []
+            if isinstance(m, dict)
+        )
+    )
+    return (action, _dump_fault(route), _ns(ra.get("timeout", "0s")), retries, mirrors)
+
+
 def _route_configs(dump: dict[str, Any]) -> list[dict[str, Any]]:
     """Route configs of a config dump, whole (``dynamic_route_configs`` inside a RoutesConfigDump)
     or filtered with ``?resource=dynamic_route_configs`` (each config a DynamicRouteConfig)."""
@@ -254,10 +327,7 @@ def dump_sequences(dump: dict[str, Any], namespace: str, name: str) -> list[list
                 meta = ((route.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
                 if not str(meta.get("config", "")).endswith(tag):
                     continue
-                action = _dump_action(route)
-                forwards = action[0] in ("cluster", "weighted")
-                timeout = _ns((route.get("route") or {}).get("timeout", "0s")) if forwards else None
-                seq.append((action, _dump_fault(route), timeout))
+                seq.append(_dump_signature(route))
             if seq:
                 out.append(seq)
     return out
@@ -273,5 +343,10 @@ def arrived(dump: dict[str, Any], namespace: str, vs: dict[str, Any]) -> bool:
     if not seqs:
         return False
     if want.sequence is not None:
-        return all(seq == want.sequence for seq in seqs)
-    return all(all(sig in want.allowed for sig in seq) and want.required <= set(seq) for seq in seqs)
+        ws = want.sequence
+        return all(len(seq) == len(ws) and all(map(same, ws, seq)) for seq in seqs)
+    return all(
+        all(any(same(w, g) for w in want.allowed) for g in seq)
+        and all(any(same(w, g) for g in seq) for w in want.required)
+        for seq in seqs
+    )

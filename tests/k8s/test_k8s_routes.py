@@ -250,3 +250,140 @@ def test_route_propagation_timeout_names_what_the_sidecar_has(
     ):
         vs_policy.apply([str(f)])
     vs_policy.restore()
+
+
+def _with(route: dict[str, Any], **action: Any) -> dict[str, Any]:
+    route["route"].update(action)
+    return route
+
+
+ROUTE_V1 = "    route: [{destination: {host: reviews, subset: v1}}]\n"
+
+
+def test_retry_variants_are_told_apart() -> None:
+    """A sweep over retry policies: the wait sees attempts and perTryTimeout change; attempts 0
+    is no retry policy; retries the YAML leaves out match the mesh's default, whatever it is."""
+    default = {"retry_on": "connect-failure,refused-stream,unavailable,cancelled", "num_retries": 2}
+    three = {"retry_on": "5xx", "num_retries": 3, "per_try_timeout": "1s"}
+    with_three = _vs("  - retries: {attempts: 3, perTryTimeout: 1s, retryOn: 5xx}\n" + ROUTE_V1)
+    assert routes.arrived(_dump(_with(_route("v1"), retry_policy=three)), "default", with_three)
+    assert not routes.arrived(_dump(_with(_route("v1"), retry_policy=default)), "default", with_three)
+    slower = dict(three, per_try_timeout="2s")
+    assert not routes.arrived(_dump(_with(_route("v1"), retry_policy=slower)), "default", with_three)
+    off = _vs("  - retries: {attempts: 0}\n" + ROUTE_V1)
+    assert routes.arrived(_dump(_route("v1")), "default", off)  # no retry_policy at all
+    assert not routes.arrived(_dump(_with(_route("v1"), retry_policy=three)), "default", off)
+    unset = _vs(REST % "v1")
+    for rp in (default, three, {"num_retries": 5}):
+        assert routes.arrived(_dump(_with(_route("v1"), retry_policy=rp)), "default", unset)
+
+
+def test_mirror_variants_are_told_apart() -> None:
+    fqdn = "httpbin.default.svc.cluster.local"
+
+    def mirror(sub: str, ppm: int | None) -> dict[str, Any]:
+        m: dict[str, Any] = {"cluster": f"outbound|8000|{sub}|{fqdn}", "trace_sampled": False}
+        if ppm is not None:
+            m["runtime_fraction"] = {"default_value": {"numerator": ppm, "denominator": "MILLION"}}
+        return m
+
+    half = _vs(REST % "v1" + "    mirror: {host: httpbin, subset: v2}\n    mirrorPercentage: {value: 50}\n")
+    assert routes.arrived(
+        _dump(_with(_route("v1"), request_mirror_policies=[mirror("v2", 500_000)])), "default", half
+    )
+    for other in ([mirror("v2", 1_000_000)], [mirror("v3", 500_000)], []):
+        assert not routes.arrived(_dump(_with(_route("v1"), request_mirror_policies=other)), "default", half)
+    # mirrorPercentage unset: all of them; the legacy integer mirrorPercent; the newer mirrors[]
+    full = _vs(REST % "v1" + "    mirror: {host: httpbin, subset: v2}\n")
+    assert routes.arrived(
+        _dump(_with(_route("v1"), request_mirror_policies=[mirror("v2", None)])), "default", full
+    )
+    legacy = _vs(REST % "v1" + "    mirror: {host: httpbin, subset: v2}\n    mirrorPercent: 25\n")
+    assert routes.arrived(
+        _dump(_with(_route("v1"), request_mirror_policies=[mirror("v2", 250_000)])), "default", legacy
+    )
+    many = _vs(
+        REST % "v1"
+        + "    mirrors:\n"
+        + "    - {destination: {host: httpbin, subset: v2}, percentage: {value: 10}}\n"
+        + "    - {destination: {host: httpbin, subset: v3}}\n"
+    )
+    both = [mirror("v3", 1_000_000), mirror("v2", 100_000)]  # the order in the dump does not matter
+    assert routes.arrived(_dump(_with(_route("v1"), request_mirror_policies=both)), "default", many)
+    assert not routes.arrived(_dump(_with(_route("v1"), request_mirror_policies=both[:1])), "default", many)
+    zero = _vs(REST % "v1" + "    mirror: {host: httpbin, subset: v2}\n    mirrorPercentage: {value: 0}\n")
+    assert routes.arrived(_dump(_route("v1")), "default", zero)  # an explicit 0: no mirror policy
+
+
+DR = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+"""
+VARIANTS = {
+    "retries-3": "  - retries: {attempts: 3, perTryTimeout: 1s}\n" + ROUTE_V1,
+    "retries-3-slow": "  - retries: {attempts: 3, perTryTimeout: 2s}\n" + ROUTE_V1,
+    "retries-off": "  - retries: {attempts: 0}\n" + ROUTE_V1,
+    "mirror-50": "  - retries: {attempts: 0}\n"
+    + ROUTE_V1
+    + "    mirror: {host: reviews, subset: v2}\n    mirrorPercentage: {value: 50}\n",
+    "mirrors-2": "  - retries: {attempts: 0}\n"
+    + ROUTE_V1
+    + "    mirrors:\n    - {destination: {host: reviews, subset: v2}, percentage: {value: 10}}\n"
+    + "    - {destination: {host: reviews, subset: v3}}\n",
+    "split-fault": "  - retries: {attempts: 1}\n    timeout: 3s\n"
+    + "    fault: {abort: {httpStatus: 500, percentage: {value: 0.57}}}\n"
+    + "    route:\n    - {destination: {host: reviews, subset: v1}, weight: 80}\n"
+    + "    - {destination: {host: reviews, subset: v3}, weight: 20}\n",
+    "answers": "  - match: [{uri: {prefix: /old}}]\n    redirect: {uri: /new, redirectCode: 302}\n"
+    + "  - match: [{uri: {prefix: /teapot}}]\n    directResponse: {status: 418}\n"
+    + "  - retries: {attempts: 0}\n"
+    + ROUTE_V1,
+}
+
+
+def _lab_render(tmp_path: Any, name: str) -> dict[str, Any]:
+    """The lab's rendering of a variant (its own translation of Istio's route.go), as a sidecar
+    dump: the service's routes, tagged the way istiod tags them."""
+    import subprocess
+    import sys
+
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(_vs(VARIANTS[name])) + "---\n" + DR)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadgen", "lab", "config", "-f", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    boot = yaml.safe_load(proc.stdout)
+    found = []
+    for lis in boot["static_resources"]["listeners"]:
+        for chain in lis.get("filter_chains") or []:
+            for flt in chain.get("filters") or []:
+                rc = (flt.get("typed_config") or {}).get("route_config") or {}
+                for vh in rc.get("virtual_hosts") or []:
+                    if vh["name"].startswith("reviews."):
+                        found.append(vh)
+    assert found, proc.stdout[:2000]
+    for vh in found:
+        for r in vh["routes"]:
+            r["metadata"] = TAG
+    return {"configs": [{"route_config": {"name": "9080", "virtual_hosts": found}}]}
+
+
+def test_the_wait_agrees_with_the_labs_own_translation(tmp_path: Any) -> None:
+    """Two translations of the same YAML, written apart: the lab renders routes as istiod does,
+    the wait predicts their signatures. Each variant is seen in its own rendering and in no
+    other variant's."""
+    dumps = {name: _lab_render(tmp_path, name) for name in VARIANTS}
+    for want in VARIANTS:
+        vs = _vs(VARIANTS[want])
+        seen = [name for name, dump in dumps.items() if routes.arrived(dump, "default", vs)]
+        assert seen == [want], (want, seen, routes.dump_sequences(dumps[want], "default", "reviews"))
