@@ -88,9 +88,10 @@ def test_all_refused_exits_1_with_report() -> None:
 def test_version_and_help() -> None:
     from loadgen.version import __version__
 
-    proc = run_cli("version")
-    assert proc.returncode == 0
-    assert proc.stdout.strip() == __version__
+    for spelling in ("version", "--version", "-version"):
+        proc = run_cli(spelling)
+        assert proc.returncode == 0, (spelling, proc.stderr)
+        assert proc.stdout.strip() == __version__
     proc = run_cli("help", "load")
     assert proc.returncode == 0
     for flag in ("-c ", "-qps", "-nocatchup", "-abort-on", "-hdr-out"):

@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
+    if cmd in ("--version", "-version"):  # what people type first
+        cmd = "version"
     fn = COMMANDS.get(cmd)
     if fn is None:
         print(f"loadgen: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
