@@ -7,6 +7,7 @@ fails)."""
 from __future__ import annotations
 
 import math
+import shutil
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -51,13 +52,32 @@ class Outcome:
         }
 
 
-def render_table(outcome: Outcome, out: TextIO, max_width: int = 60) -> None:
-    """The checks as an aligned text table; a cell wider than ``max_width`` wraps onto more lines
-    of its row, so the columns stay aligned."""
+def _column_widths(rows: list[tuple[str, str, str, str]], total: int) -> list[int]:
+    """Widths of the first three columns so that a row fits ``total`` characters: each column its
+    natural width when that fits, else the check column up to 34 and the two text columns share
+    the rest in proportion to their natural widths (at least 16 each)."""
+    natural = [max(len(r[i]) for r in rows) for i in range(3)]
+    room = total - 2 - 3 * 2 - len("verdict")
+    if sum(natural) <= room:
+        return natural
+    check = min(natural[0], 34)
+    rest = max(32, room - check)
+    a, b = natural[1], natural[2]
+    wa = max(16, min(a, round(rest * a / (a + b))))
+    wb = max(16, min(b, rest - wa))
+    wa = max(16, min(a, rest - wb))  # hand back what the observed column did not need
+    return [check, wa, wb]
+
+
+def render_table(outcome: Outcome, out: TextIO, width: int | None = None) -> None:
+    """The checks as an aligned text table that fits ``width`` columns (default: the terminal's,
+    at least 80); a cell too wide for its column wraps onto more lines of its row."""
     rows = [("check", "declared", "observed", "verdict")] + [
         (c.name, c.declared, c.observed, c.verdict) for c in outcome.checks
     ]
-    widths = [min(max_width, max(len(r[i]) for r in rows)) for i in range(3)]
+    if width is None:
+        width = max(80, shutil.get_terminal_size((120, 24)).columns)
+    widths = _column_widths(rows, width)
     out.write(f"\nScenario {outcome.scenario}: declared policy vs observed ({outcome.seconds:.1f} s)\n")
     for i, r in enumerate(rows):
         cells = [textwrap.wrap(r[k], widths[k], break_on_hyphens=False) or [""] for k in range(3)]
