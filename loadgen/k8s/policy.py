@@ -190,9 +190,14 @@ class K8sPolicyTarget:
             if o["kind"] == "DestinationRule":
                 want.update(expected_thresholds(o, self.namespace))
         self.last_propagation_s = self.wait_for(want)
-        routes = [o for o in objs if o["kind"] == "VirtualService"]
-        if routes:
-            self.last_propagation_s += self.wait_for_routes(routes)
+        services = [o for o in objs if o["kind"] == "VirtualService"]
+        if services:
+            from loadgen.lab.istio_delegate import merge_delegates
+
+            # what the sidecar gets: roots with the delegates among the files merged in (a root
+            # whose delegate lives only in the cluster cannot be predicted: not waited for)
+            merged = merge_delegates(services, self.namespace, keep_unresolved=True).docs
+            self.last_propagation_s += self.wait_for_routes(merged)
         names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
         return f"applied {names} ({self.version()}); sidecar had it after {self.last_propagation_s:.2f}s"
 

@@ -20,7 +20,8 @@ When the sequence cannot be predicted — a match that Istio keeps or drops depe
 (``port``, ``sourceLabels``, ``gateways``) — the rule is looser: every tagged route matches an
 expected signature and every signature that must appear does. A VirtualService that gives the
 mesh's sidecars no HTTP routes at all (TCP/TLS only, gateways only, a delegate without ``hosts``)
-has nothing to wait for.
+has nothing to wait for; nor has a root whose delegate is not among the applied files (the caller
+merges the delegates it has, as istiod does: :mod:`loadgen.lab.istio_delegate`).
 
 What it is not: a full comparison — headers, ``retryOn``, gRPC abort codes and the match
 conditions themselves are not part of the signature (a variant that changes only those shows no
@@ -202,6 +203,8 @@ def expected(vs: dict[str, Any], namespace: str) -> Expected:
     gateways = spec.get("gateways") or []
     if not spec.get("hosts") or (gateways and "mesh" not in gateways):
         return Expected([], set(), set())  # a delegate, or gateways only: nothing in the sidecar
+    if any(isinstance(r, dict) and r.get("delegate") is not None for r in spec.get("http") or []):
+        return Expected([], set(), set())  # a root whose delegate is not at hand: unpredictable
     sequence: list[Signature] | None = []
     required: set[Signature] = set()
     allowed: set[Signature] = set()
