@@ -130,10 +130,10 @@ class LabPolicyTarget:
     # --- extras ------------------------------------------------------------------------------
     def check(self, files: list[str]) -> None:
         """Translate the merged YAML like ``apply`` would, without touching the lab."""
-        from loadgen.lab import cli as labcli
+        from loadgen.lab.inputs import read_inputs
 
         with self._inputs(files) as (paths, topo):
-            labcli.read_inputs(paths, topo, self._namespace)
+            read_inputs(paths, topo, self._namespace)
 
     def current_policy(self) -> str:
         """The YAML the lab ran before the sweep (every source file, separated by ``---``)."""
@@ -207,14 +207,15 @@ class LabPolicyTarget:
             yield [*paths, *(str(Path(f).absolute()) for f in files)], topo
 
     def _apply(self, paths: list[str], topo: str | None, record: list[dict[str, str]] | None) -> str:
-        from loadgen.lab import cli as labcli
         from loadgen.lab import state as st
+        from loadgen.lab.inputs import read_inputs
+        from loadgen.lab.lifecycle import apply_lab
 
         with st.locked(self.state_dir):
             lab = self._lab()
-            inp = labcli.read_inputs(paths, topo, self._namespace)
+            inp = read_inputs(paths, topo, self._namespace)
             self._changed = True
-            how = labcli.apply_lab(lab, inp, self.state_dir, force_restart=False, timeout=self.timeout)
+            how = apply_lab(lab, inp, self.state_dir, force_restart=False, timeout=self.timeout)
             if record is not None:  # the original paths, not the temp copies
                 lab.sources = [dict(s) for s in record]
                 lab.topology = dict(self._topology) if self._topology else None

@@ -21,9 +21,9 @@ also writes it there; ``-json -`` prints only the JSON). Ports are free ones unl
 Upstream kinds. A service named ``httpbin`` runs httpbin under gunicorn; any other service runs
 the built-in Bookinfo-shaped app (:mod:`loadgen.lab.apps`). The ``-topology`` file may choose,
 per service, ``kind: httpbin | app | serve`` (``serve`` is ``loadgen serve``, the fortio-style echo
-server) and ``workers: N`` (gunicorn workers, default 2). Those two keys are read here, from the
-``-topology`` file only, and stripped from the copy handed to :func:`loadgen.lab.istio.load`,
-which reads everything else (services, versions, replicas, ports)::
+server) and ``workers: N`` (gunicorn workers, default 2). Those two keys are read by
+:mod:`loadgen.lab.inputs`, from the ``-topology`` file only, and stripped from the copy handed to
+:func:`loadgen.lab.istio.load`, which reads everything else (services, versions, replicas, ports)::
 
     services:
       - name: reviews        # short name or FQDN
@@ -45,34 +45,31 @@ starts them from zero: compare deltas, not absolute values, across an ``apply``.
 whose ``/proc/PID/cmdline`` still matches, and removes the state.
 
 What it is not: the translation of Istio resources (``istio``/``render``) and the scenarios
-(``scenarios_run``) live elsewhere; this module wires them to the processes.
+(``scenarios_run``) live elsewhere, and so do reading the user's files (``inputs``) and starting
+and changing the processes (``lifecycle``); this module reads the flags and runs the commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.resources
 import importlib.util
-import json
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any
 
 from loadgen.durations import parse_seconds
 from loadgen.errors import LoadgenError, RunError, UsageError
 from loadgen.lab import state as st
 from loadgen.lab import supervise as sv
-from loadgen.lab.ports import HOST, PortPool
-
-if TYPE_CHECKING:
-    from loadgen.lab.model import LabSpec
+from loadgen.lab.inputs import plan_upstreams, read_inputs
+from loadgen.lab.lifecycle import apply_lab, endpoints, render_config, start_lab
+from loadgen.lab.output import emit_json, warn
+from loadgen.lab.ports import PortPool
 
 USAGE = """\
 usage: loadgen lab COMMAND [flags]
@@ -90,7 +87,6 @@ common flags: -state-dir DIR (default $LOADGEN_LAB_DIR, $XDG_STATE_HOME/loadgen/
 """
 
 DEFAULT_TIMEOUT_S = 20.0
-HOT_RESTART_EXIT_WAIT_S = sv.PARENT_SHUTDOWN_TIME_S + 3.0
 
 
 # ------------------------------------------------------------------------------------------ flags
@@ -131,319 +127,6 @@ def _duration_s(text: str) -> float:
         return parse_seconds(text, bare_seconds=True)
     except ValueError:
         raise UsageError(f"bad duration {text!r} (e.g. 20s, 500ms)") from None
-
-
-# ------------------------------------------------------------------------------------------ inputs
-
-
-@dataclass
-class Inputs:
-    """The user's files as read (paths and texts), the parsed spec, and the upstream kinds."""
-
-    spec: LabSpec
-    sources: list[dict[str, str]]
-    topology: dict[str, str] | None
-    namespace: str
-    kinds: dict[str, tuple[str, int]]  # FQDN -> (kind, workers)
-
-
-def _read_text(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{what} {path}: is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{what} {path}: cannot read ({exc})") from None
-
-
-def _topology_kinds(text: str, path: str) -> dict[str, tuple[str | None, int | None]]:
-    """``kind`` and ``workers`` per service name from a topology file (everything else is istio's)."""
-    yaml: Any = importlib.import_module("yaml")
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    entries: list[tuple[str, Any]] = []
-    if isinstance(doc, dict) and "apiVersion" in doc:  # a lab.loadgen.io/v1alpha1 Topology document
-        doc = doc.get("spec")
-    services = doc.get("services") if isinstance(doc, dict) else None
-    if isinstance(services, dict):
-        entries = [(str(k), v) for k, v in services.items()]
-    elif isinstance(services, list):
-        for i, e in enumerate(services):
-            if isinstance(e, dict):
-                name = e.get("name") or e.get("host")
-                if not name:
-                    raise UsageError(f"{path}: services[{i}]: needs a name")
-                entries.append((str(name), e))
-    out: dict[str, tuple[str | None, int | None]] = {}
-    for name, e in entries:
-        if not isinstance(e, dict):
-            continue
-        kind = e.get("kind")
-        if kind is not None and kind not in sv.KINDS:
-            raise UsageError(f"{path}: service {name}: kind {kind!r} is not one of {', '.join(sv.KINDS)}")
-        workers = e.get("workers")
-        if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= 64):
-            raise UsageError(f"{path}: service {name}: workers must be an integer in 1..64")
-        out[name] = (kind, workers)
-    return out
-
-
-_LAB_KEYS = ("kind", "workers")
-
-
-@contextlib.contextmanager
-def _istio_topology(topo: dict[str, str]) -> Iterator[str]:
-    """The topology path to hand to :func:`istio.load`: a copy without the keys only this module reads."""
-    yaml: Any = importlib.import_module("yaml")
-    doc = yaml.safe_load(topo["text"])
-    body = doc.get("spec") if isinstance(doc, dict) and "apiVersion" in doc else doc
-    entries = body.get("services") if isinstance(body, dict) else None
-    if not isinstance(entries, list) or not any(
-        isinstance(e, dict) and set(e) & set(_LAB_KEYS) for e in entries
-    ):
-        yield topo["path"]
-        return
-    for e in entries:
-        if isinstance(e, dict):
-            for k in _LAB_KEYS:
-                e.pop(k, None)
-    fd, tmp = tempfile.mkstemp(prefix="loadgen-topology-", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False)
-        yield tmp
-    finally:
-        os.unlink(tmp)
-
-
-def read_inputs(files: Sequence[str], topology: str | None, namespace: str) -> Inputs:
-    if not files:
-        raise UsageError("give the Istio YAML with -f FILE (repeatable)")
-    sources = [{"path": str(Path(f).absolute()), "text": _read_text(f, "-f")} for f in files]
-    topo = None
-    if topology:
-        topo = {"path": str(Path(topology).absolute()), "text": _read_text(topology, "-topology")}
-    try:
-        from loadgen.lab import istio
-    except ImportError as exc:
-        raise UsageError(f"the lab needs PyYAML: pip install 'loadgen[lab]' ({exc})") from None
-    declared = _topology_kinds(topo["text"], topo["path"]) if topo else {}
-    paths = [s["path"] for s in sources]
-    if topo is None:
-        spec = istio.load(paths, None, namespace=namespace)
-    else:
-        with _istio_topology(topo) as topo_path:
-            try:
-                spec = istio.load(paths, topo_path, namespace=namespace)
-            except UsageError as exc:
-                raise UsageError(str(exc).replace(topo_path, topo["path"])) from None
-    kinds: dict[str, tuple[str, int]] = {}
-    for svc in spec.services:
-        kind, workers = declared.get(svc.host) or declared.get(svc.short) or (None, None)
-        kinds[svc.host] = (kind or ("httpbin" if svc.short == "httpbin" else "app"), workers or 2)
-    return Inputs(spec, sources, topo, namespace, kinds)
-
-
-def plan_upstreams(inp: Inputs) -> list[sv.Upstream]:
-    """One :class:`~loadgen.lab.supervise.Upstream` per (service, version, replica)."""
-    out: list[sv.Upstream] = []
-    for svc in inp.spec.services:
-        kind, workers = inp.kinds[svc.host]
-        labels = {s.name: s.labels for s in svc.subsets}
-        for subset in svc.versions():
-            version = labels.get(subset, {}).get("version") or subset or "v1"
-            for r in range(max(1, svc.replicas)):
-                out.append(
-                    sv.Upstream(
-                        host=svc.host,
-                        short=svc.short,
-                        subset=subset,
-                        version=version,
-                        replica=r,
-                        kind=kind,
-                        workers=workers,
-                    )
-                )
-    return out
-
-
-def check_components(plan: Sequence[sv.Upstream]) -> str:
-    """Fail early, with the install hint, when Envoy (or gunicorn/httpbin when needed) is missing."""
-    envoy = sv.find_envoy()
-    if any(u.kind == "httpbin" for u in plan):
-        sv.find_gunicorn()
-        sv.require_httpbin()
-    return envoy
-
-
-# ------------------------------------------------------------------------------------------ starting
-
-
-def _render(
-    spec: LabSpec,
-    admin: int,
-    listeners: dict[str, int],
-    endpoints: dict[tuple[str, str], list[tuple[str, int]]],
-    logs_dir: Path,
-) -> str:
-    from loadgen.lab import render
-
-    ups: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {k: tuple(v) for k, v in endpoints.items()}
-    ports = render.Ports(admin=admin, listeners=dict(listeners), upstreams=ups)
-    return str(render.render_yaml(spec, ports, access_log_dir=str(logs_dir)))
-
-
-def _endpoints(records: Sequence[tuple[sv.Upstream, int]]) -> dict[tuple[str, str], list[tuple[str, int]]]:
-    eps: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for u, port in records:
-        if u.subset:
-            eps.setdefault((u.host, u.subset), []).append((HOST, port))
-        eps.setdefault((u.host, ""), []).append((HOST, port))
-    return eps
-
-
-def _lab_urls(spec: LabSpec, listeners: dict[str, int]) -> dict[str, str]:
-    return {s.short: f"http://{HOST}:{listeners[s.host]}" for s in spec.services}
-
-
-def _spawn_upstream(u: sv.Upstream, port: int, sd: Path, lab_urls: dict[str, str]) -> sv.Starting:
-    logs = sd / "logs"
-    access = str(logs / f"{u.file_stem}.access.log")
-    argv = sv.upstream_argv(u, port, access, lab_urls)
-    return sv.spawn(
-        u.name,
-        "upstream",
-        argv,
-        str(logs / f"{u.file_stem}.log"),
-        probe_port=port,
-        probe_path=sv.health_path(u.kind),
-        python_env=u.kind != "httpbin",
-    )
-
-
-def _upstream_record(c: sv.Starting, u: sv.Upstream, port: int) -> st.ProcRecord:
-    access = (
-        c.argv[c.argv.index("--access-logfile") + 1]
-        if u.kind == "httpbin"
-        else (c.argv[c.argv.index("-access-log" if u.kind == "serve" else "--access-log") + 1])
-    )
-    return c.record(
-        port=port,
-        url=f"http://{HOST}:{port}",
-        host=u.host,
-        subset=u.subset,
-        version=u.version,
-        replica=u.replica,
-        kind=u.kind,
-        access_log=access,
-    )
-
-
-def _spawn_envoy(
-    binary: str, sd: Path, config_text: str, admin: int, epoch: int, base_id: int | None, concurrency: int
-) -> sv.Starting:
-    edir = sd / "envoy"
-    edir.mkdir(parents=True, exist_ok=True)
-    cfg = edir / f"bootstrap.{epoch}.yaml"
-    cfg.write_text(config_text)
-    log = str(edir / f"envoy.{epoch}.log")
-    argv = sv.envoy_argv(
-        binary,
-        str(cfg),
-        log,
-        epoch=epoch,
-        base_id=base_id,
-        base_id_path=str(edir / "base_id"),
-        concurrency=concurrency,
-    )
-    return sv.spawn(
-        f"envoy (epoch {epoch})",
-        "envoy",
-        argv,
-        str(edir / f"envoy.{epoch}.out"),
-        probe_port=admin,
-        probe_path="/server_info",
-        cwd=str(edir),
-        extra_logs=[log],
-        expect_epoch=epoch,
-        detach=True,
-    )
-
-
-def _read_base_id(sd: Path) -> int:
-    try:
-        return int((sd / "envoy" / "base_id").read_text().strip())
-    except (OSError, ValueError):
-        raise RunError(f"Envoy did not write its base id to {sd / 'envoy' / 'base_id'}") from None
-
-
-def start_lab(inp: Inputs, sd: Path, *, admin_port: int, concurrency: int, timeout: float) -> st.LabState:
-    """Start everything in parallel, wait until ready; on failure stop what was started and raise."""
-    plan = plan_upstreams(inp)
-    binary = check_components(plan)
-    (sd / "logs").mkdir(parents=True, exist_ok=True)
-    started: list[sv.Starting] = []
-    try:
-        with PortPool() as pool:
-            admin = pool.take(admin_port, "-admin-port")
-            listeners = {s.host: pool.take() for s in inp.spec.services}
-            ports = [(u, pool.take()) for u in plan]
-            text = _render(inp.spec, admin, listeners, _endpoints(ports), sd / "logs")
-            pool.release()
-            urls = _lab_urls(inp.spec, listeners)
-            ups = [_spawn_upstream(u, port, sd, urls) for u, port in ports]
-            started += ups
-            envoy = _spawn_envoy(binary, sd, text, admin, 0, None, concurrency)
-            started.append(envoy)
-        sv.wait_ready(started, timeout)
-        recs = [_upstream_record(c, u, port) for c, (u, port) in zip(ups, ports, strict=True)]
-        base_id = _read_base_id(sd)
-    except BaseException:
-        sv.kill_starting(started)
-        raise
-    env_rec = envoy.record(port=admin, url=f"http://{HOST}:{admin}")
-    return st.LabState(
-        state_dir=str(sd),
-        admin_url=f"http://{HOST}:{admin}",
-        services={h: f"http://{HOST}:{p}" for h, p in listeners.items()},
-        listeners=listeners,
-        envoy=st.EnvoyInfo(
-            binary=binary,
-            base_id=base_id,
-            epoch=0,
-            concurrency=concurrency,
-            config_path=envoy.argv[envoy.argv.index("-c") + 1],
-            admin_port=admin,
-        ),
-        procs=[env_rec, *recs],
-        sources=inp.sources,
-        topology=inp.topology,
-        namespace=inp.namespace,
-        started=time.time(),
-        warnings=list(inp.spec.warnings),
-    )
-
-
-# ------------------------------------------------------------------------------------------ output
-
-
-def _emit_json(doc: dict[str, Any], dest: str | None, out: IO[str]) -> None:
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    if dest and dest != "-":
-        try:
-            Path(dest).write_text(text)
-        except OSError as exc:
-            raise UsageError(f"-json {dest}: cannot write ({exc.strerror})") from None
-    out.write(text)
-
-
-def _warn(lines: Sequence[str]) -> None:
-    for w in lines:
-        print(f"loadgen lab: warning: {w}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -490,8 +173,8 @@ def cmd_up(argv: list[str]) -> int:
         except BaseException:
             sv.stop(lab.procs)
             raise
-    _warn(lab.warnings)
-    _emit_json(lab.summary(), ns.json, sys.stdout)
+    warn(lab.warnings)
+    emit_json(lab.summary(), ns.json, sys.stdout)
     if ns.json != "-":
         print(
             f"loadgen lab: up in {time.monotonic() - t0:.2f} s ({len(lab.procs)} processes, state dir {sd})",
@@ -520,7 +203,7 @@ def cmd_status(argv: list[str]) -> int:
     lab = st.load(sd)
     if lab is None:
         if ns.json:
-            _emit_json({"state": "none", "state_dir": str(sd)}, ns.json, sys.stdout)
+            emit_json({"state": "none", "state_dir": str(sd)}, ns.json, sys.stdout)
         else:
             print(f"no lab (no state in {sd})")
         return 1
@@ -548,7 +231,7 @@ def cmd_status(argv: list[str]) -> int:
                 for p in lab.procs
             ],
         }
-        _emit_json(doc, ns.json, sys.stdout)
+        emit_json(doc, ns.json, sys.stdout)
     else:
         print(f"lab: {overall}   state dir: {sd}")
         e = lab.envoy
@@ -585,7 +268,7 @@ def cmd_down(argv: list[str]) -> int:
         running = len(_running(lab))
         notes = sv.stop(envoys) + sv.stop(others)
         st.remove(sd)
-    _warn(notes)
+    warn(notes)
     print(f"loadgen lab: stopped {running} process(es); removed the state in {sd}", file=sys.stderr)
     return 0
 
@@ -604,8 +287,8 @@ def cmd_config(argv: list[str]) -> int:
                 s.host: (lab.listeners.get(s.host) if lab else None) or pool.take() for s in inp.spec.services
             }
             ports = [(u, pool.take()) for u in plan_upstreams(inp)]
-            sys.stdout.write(_render(inp.spec, admin, listeners, _endpoints(ports), sd / "logs"))
-        _warn(inp.spec.warnings)
+            sys.stdout.write(render_config(inp.spec, admin, listeners, endpoints(ports), sd / "logs"))
+        warn(inp.spec.warnings)
         return 0
     lab = st.load(sd)
     if lab is None:
@@ -698,105 +381,9 @@ def cmd_apply(argv: list[str]) -> int:
         inp = read_inputs(ns.files, topology, ns.namespace if ns.namespace != "default" else lab.namespace)
         how = apply_lab(lab, inp, sd, force_restart=ns.restart, timeout=timeout)
         st.save(lab)
-    _warn(lab.warnings)
+    warn(lab.warnings)
     print(f"loadgen lab: {how}")
     return 0
-
-
-def apply_lab(lab: st.LabState, inp: Inputs, sd: Path, *, force_restart: bool, timeout: float) -> str:
-    """Change ``lab`` (in place) to ``inp``; return what was done to Envoy, for the user."""
-    plan = plan_upstreams(inp)
-    binary = check_components(plan)
-    old_ups = {(pr.host, pr.subset, pr.replica): pr for pr in lab.procs if pr.role == "upstream"}
-    old_env = lab.envoy_proc()
-    assert old_env is not None
-    started: list[sv.Starting] = []
-    with PortPool() as pool:
-        pool.keep(lab.envoy.admin_port)
-        for port in [*lab.listeners.values(), *(pr.port for pr in old_ups.values())]:
-            pool.keep(port)
-        listeners = {s.host: lab.listeners.get(s.host) or pool.take() for s in inp.spec.services}
-        urls = _lab_urls(inp.spec, listeners)
-        keep: list[tuple[sv.Upstream, st.ProcRecord]] = []
-        new: list[tuple[sv.Upstream, int]] = []
-        for u in plan:
-            pr = old_ups.get((u.host, u.subset, u.replica))
-            if pr is not None and st.proc_status(pr) == "running" and pr.kind == u.kind:
-                access = pr.access_log
-                if sv.upstream_argv(u, pr.port, access, urls) == pr.argv:
-                    keep.append((u, pr))
-                    continue
-            new.append((u, pool.take()))
-        kept_pids = {pr.pid for _, pr in keep}
-        retire = [pr for pr in old_ups.values() if pr.pid not in kept_pids]
-        all_eps = [(u, pr.port) for u, pr in keep] + new
-        text = _render(inp.spec, lab.envoy.admin_port, listeners, _endpoints(all_eps), sd / "logs")
-        check = sd / "envoy" / "bootstrap.next.yaml"
-        check.write_text(text)
-        sv.validate_config(binary, str(check))
-        check.unlink()
-        pool.release()
-        try:
-            new_starting = [_spawn_upstream(u, port, sd, urls) for u, port in new]
-            started += new_starting
-            sv.wait_ready(new_starting, timeout)
-        except BaseException:
-            sv.kill_starting(started)
-            raise
-    new_recs = [_upstream_record(c, u, port) for c, (u, port) in zip(new_starting, new, strict=True)]
-    # Envoy: hot restart (same base id, next epoch) unless asked not to; full restart as the fallback.
-    how = ""
-    env_start: sv.Starting | None = None
-    if not force_restart:
-        epoch = lab.envoy.epoch + 1
-        try:
-            env_start = _spawn_envoy(
-                binary, sd, text, lab.envoy.admin_port, epoch, lab.envoy.base_id, lab.envoy.concurrency
-            )
-            sv.wait_ready([env_start], timeout)
-        except RunError as exc:
-            if env_start is not None:
-                sv.kill_starting([env_start])
-            env_start = None
-            how = f"hot restart failed ({str(exc).splitlines()[0]}); "
-        else:
-            if not sv.wait_exit(old_env, HOT_RESTART_EXIT_WAIT_S):
-                sv.stop([old_env])
-            cfg = env_start.argv[env_start.argv.index("-c") + 1]
-            lab.envoy = replace(lab.envoy, epoch=epoch, config_path=cfg)
-            how = (
-                f"hot-restarted Envoy (epoch {epoch - 1} -> {epoch}, base id {lab.envoy.base_id}); "
-                f"the old epoch drained and exited"
-            )
-    if env_start is None:
-        sv.stop([old_env])
-        try:
-            env_start = _spawn_envoy(binary, sd, text, lab.envoy.admin_port, 0, None, lab.envoy.concurrency)
-            sv.wait_ready([env_start], timeout)
-            base_id = _read_base_id(sd)
-        except BaseException:
-            if env_start is not None:
-                sv.kill_starting([env_start])
-            sv.stop(new_recs)
-            lab.procs = [pr for pr in lab.procs if pr.role != "envoy"]
-            st.save(lab)
-            raise
-        lab.envoy = replace(
-            lab.envoy, epoch=0, base_id=base_id, config_path=env_start.argv[env_start.argv.index("-c") + 1]
-        )
-        how += "restarted Envoy (stopped it and started a new one)"
-    notes = sv.stop(retire)
-    _warn(notes)
-    env_new = env_start.record(port=lab.envoy.admin_port, url=lab.admin_url)
-    lab.procs = [env_new, *(pr for _, pr in keep), *new_recs]
-    lab.listeners = listeners
-    lab.services = {h: f"http://{HOST}:{p}" for h, p in listeners.items()}
-    lab.sources = inp.sources
-    lab.topology = inp.topology
-    lab.namespace = inp.namespace
-    lab.warnings = list(inp.spec.warnings)
-    changes = f"{len(new)} upstream(s) started, {len(retire)} stopped, {len(keep)} kept"
-    return f"{how}; {changes}"
 
 
 # ------------------------------------------------------------------------------------------ entry

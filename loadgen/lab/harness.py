@@ -28,15 +28,15 @@ class Lab:
     """A lab for one scenario: a temporary state directory, started from YAML files."""
 
     def __init__(self, files: list[str], topology: str | None, keep: bool, timeout: float = 30.0) -> None:
-        from loadgen.lab import cli as labcli
+        from loadgen.lab.inputs import read_inputs
+        from loadgen.lab.lifecycle import start_lab
 
-        self._cli = labcli
         self.dir = Path(tempfile.mkdtemp(prefix="loadgen-lab-"))
         self.keep = keep
         try:
-            inp = labcli.read_inputs(files, topology, "default")
+            inp = read_inputs(files, topology, "default")
             self.spec = inp.spec
-            self.state = labcli.start_lab(inp, self.dir, admin_port=0, concurrency=1, timeout=timeout)
+            self.state = start_lab(inp, self.dir, admin_port=0, concurrency=1, timeout=timeout)
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise
@@ -44,9 +44,12 @@ class Lab:
         self.extra: list[subprocess.Popen[bytes]] = []  # processes a scenario started itself
 
     def apply(self, files: list[str], topology: str | None = None) -> str:
-        inp = self._cli.read_inputs(files, topology, "default")
+        from loadgen.lab.inputs import read_inputs
+        from loadgen.lab.lifecycle import apply_lab
+
+        inp = read_inputs(files, topology, "default")
         self.spec = inp.spec
-        how = self._cli.apply_lab(self.state, inp, self.dir, force_restart=False, timeout=30.0)
+        how = apply_lab(self.state, inp, self.dir, force_restart=False, timeout=30.0)
         st.save(self.state)
         return how
 

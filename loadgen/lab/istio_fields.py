@@ -1,21 +1,25 @@
 """Typed readers for Istio resource fields: the context of a document (file, document number,
 kind, name) that every error and warning names, and one reader per field type (mapping, list,
-string, integer, boolean, Go duration, ``Percent``) that raises :class:`~loadgen.errors.UsageError`
-with the field's path. Used by :mod:`loadgen.lab.istio` and :mod:`loadgen.lab.istio_http`."""
+string, integer, boolean, Go duration, ``Percent``, service host) that raises
+:class:`~loadgen.errors.UsageError` with the field's path. Used by :mod:`loadgen.lab.istio`,
+:mod:`loadgen.lab.istio_dr`, :mod:`loadgen.lab.istio_vs` and :mod:`loadgen.lab.istio_http`."""
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from loadgen.durations import parse_ns
 from loadgen.errors import UsageError
-from loadgen.lab.model import Fraction
+from loadgen.lab.model import Fraction, fqdn
 
 MS = 1_000_000
+MAX_U32 = 2**32 - 1
+_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass
@@ -105,6 +109,31 @@ def read_bool(ctx: Ctx, v: object, path: str) -> bool:
     if not isinstance(v, bool):
         raise ctx.error(path, f"expected true or false, got {typename(v)}")
     return v
+
+
+def resolve_host(ctx: Ctx, v: object, path: str) -> str:
+    """A service host, a short name (in the context's namespace) or ``NAME.NS.svc.cluster.local``,
+    → its FQDN."""
+    if v is None or v == "":
+        raise ctx.error(path, "missing host")
+    host = read_str(ctx, v, path).strip().lower()
+    if host == "*" or host.startswith("*."):
+        raise ctx.error(path, f"wildcard host {host!r} is not supported by the lab (name a service)")
+    parts = host.split(".")
+    if len(parts) == 1:
+        short, ns = host, ctx.namespace
+    elif len(parts) == 5 and parts[2:] == ["svc", "cluster", "local"]:
+        short, ns = parts[0], parts[1]
+    else:
+        raise ctx.error(
+            path,
+            f"host {host!r} is neither a short name nor NAME.NAMESPACE.svc.cluster.local "
+            "(Istio does not expand names that contain a dot)",
+        )
+    for label in (short, ns):
+        if not _LABEL_RE.match(label):
+            raise ctx.error(path, f"host {host!r}: {label!r} is not a valid DNS label")
+    return fqdn(short, ns)
 
 
 def parse_duration(text: str) -> int:
