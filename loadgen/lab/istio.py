@@ -39,6 +39,7 @@ import yaml  # type: ignore[import-untyped]
 
 from loadgen.errors import UsageError
 from loadgen.lab import istio_fields as fr
+from loadgen.lab.istio_delegate import is_delegate, merge_delegates
 from loadgen.lab.istio_dr import destination_rule
 from loadgen.lab.istio_fields import Ctx, join, parse_duration, resolve_host
 from loadgen.lab.istio_vs import Ref, virtual_service
@@ -127,6 +128,7 @@ class _Collected:
     warnings: list[str] = field(default_factory=list)
     drs: dict[tuple[str, str], DestinationRule] = field(default_factory=dict)
     vss: dict[tuple[str, str], VirtualService] = field(default_factory=dict)
+    raw_vss: dict[tuple[str, str], tuple[Ctx, dict[str, Any]]] = field(default_factory=dict)
     refs: dict[tuple[str, str, str], list[Ref]] = field(default_factory=dict)
     topo: list[_TopoService] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
@@ -194,16 +196,48 @@ def _collect(text: str, source: str, namespace: str, acc: _Collected) -> None:
             ctx.namespace = fr.read_str(ctx, ns, "metadata.namespace")
         spec = fr.read_mapping(ctx, doc.get("spec"), "spec")
         key = (ctx.namespace, ctx.name)
-        refs: list[Ref] = []
-        table: dict[tuple[str, str], Any] = acc.drs if kind == "DestinationRule" else acc.vss
-        old = table.get(key)
-        if kind == "DestinationRule":
-            table[key] = destination_rule(ctx, spec)
-        else:
-            table[key] = virtual_service(ctx, spec, refs)
+        if kind == "VirtualService":  # read once every file is in: delegates may be in another
+            prev = acc.raw_vss.get(key)
+            if prev is not None:
+                ctx.warn(
+                    "", f"replaces the {kind} {ctx.name} of {prev[0].source} document {prev[0].document}"
+                )
+            acc.raw_vss[key] = (ctx, spec)
+            continue
+        old = acc.drs.get(key)
+        acc.drs[key] = destination_rule(ctx, spec)
         if old is not None:
             ctx.warn("", f"replaces the {kind} {ctx.name} of {old.source} document {old.document}")
-        acc.refs[(kind, key[0], key[1])] = refs
+        acc.refs[(kind, key[0], key[1])] = []
+
+
+def _read_virtual_services(acc: _Collected) -> None:
+    """Delegates merged into their roots (:mod:`loadgen.lab.istio_delegate`), then each
+    VirtualService read; an error in a merged route names the delegates merged in."""
+    items = list(acc.raw_vss.items())
+    docs = [
+        {"kind": "VirtualService", "metadata": {"name": c.name, "namespace": c.namespace}, "spec": spec}
+        for _, (c, spec) in items
+    ]
+    merged = merge_delegates(docs)
+    for note in merged.notes:
+        items[note.doc][1][0].warn(f"http[{note.route}].delegate", f"{note.delegate}: {note.reason}")
+    for j in merged.unused:
+        ctx, spec = items[j][1]
+        fr.check_fields(ctx, spec, "", {"http", "exportTo", "hosts"}, {"tcp": "the lab routes HTTP only"})
+        ctx.warn("", "a delegate (no hosts) that no VirtualService delegates to: ignored, as in Istio")
+    kept = [item for item, doc in zip(items, docs, strict=True) if not is_delegate(doc)]
+    for pos, ((key, (ctx, _)), doc) in enumerate(zip(kept, merged.docs, strict=True)):
+        refs: list[Ref] = []
+        try:
+            acc.vss[key] = virtual_service(ctx, doc["spec"], refs)
+        except UsageError as exc:
+            if pos not in merged.used:
+                raise
+            raise UsageError(
+                f"{exc} (its http routes include those of {', '.join(merged.used[pos])})"
+            ) from None
+        acc.refs[("VirtualService", key[0], key[1])] = refs
 
 
 def _ctx_of(acc: _Collected, source: str, document: int, kind: str, name: str) -> Ctx:
@@ -211,6 +245,7 @@ def _ctx_of(acc: _Collected, source: str, document: int, kind: str, name: str) -
 
 
 def _build(acc: _Collected) -> LabSpec:
+    _read_virtual_services(acc)
     drs = list(acc.drs.values())
     vss = list(acc.vss.values())
     # one DestinationRule and one VirtualService per host

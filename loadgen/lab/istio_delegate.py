@@ -43,12 +43,30 @@ _STRING_MATCHES = ("uri", "scheme", "method", "authority")
 _MAP_MATCHES = ("headers", "withoutHeaders", "queryParams", "sourceLabels")
 
 
+@dataclass(frozen=True)
+class Note:
+    """Why (part of) a delegating route was dropped: ``doc`` indexes the input documents,
+    ``route`` the root's ``http`` list."""
+
+    doc: int
+    route: int
+    delegate: str  # namespace/name
+    reason: str
+
+    def __str__(self) -> str:
+        return f"http[{self.route}].delegate {self.delegate}: {self.reason}"
+
+
 @dataclass
 class Merged:
-    """The documents with delegates merged (delegate documents removed) and what was dropped."""
+    """The documents with delegates merged (delegate documents removed), what was dropped, the
+    delegates merged into each kept document (by index into ``docs``) and the delegates no root
+    asked for."""
 
     docs: list[Doc]
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    used: dict[int, list[str]] = field(default_factory=dict)
+    unused: list[int] = field(default_factory=list)
 
 
 def _spec(doc: Doc) -> dict[str, Any]:
@@ -183,50 +201,59 @@ def merge_delegates(docs: list[Doc], namespace: str = "default", keep_unresolved
     """Roots with their delegating routes replaced by the delegates' routes; delegate documents
     removed. ``notes`` says which routes were dropped, and why. ``keep_unresolved`` leaves a
     route whose delegate is not among ``docs`` as it is (it may exist elsewhere, in a cluster)."""
-    delegates: dict[tuple[str, str], Doc] = {}
-    for d in docs:
+    delegates: dict[tuple[str, str], int] = {}
+    for j, d in enumerate(docs):
         if is_delegate(d):
-            delegates[_meta(d, namespace)] = d
-    out: list[Doc] = []
-    notes: list[str] = []
-    for d in docs:
+            delegates[_meta(d, namespace)] = j
+    res = Merged([])
+    asked: set[int] = set()
+    for j, d in enumerate(docs):
         if is_delegate(d):
             continue
         if not is_root(d):
-            out.append(d)
+            res.docs.append(d)
             continue
-        name, ns = _meta(d, namespace)
+        ns = _meta(d, namespace)[1]
         merged: list[Any] = []
+        used: list[str] = []
         for i, route in enumerate(_spec(d).get("http") or []):
             ref = route.get("delegate") if isinstance(route, dict) else None
             if not isinstance(ref, dict):
                 merged.append(route)
                 continue
             key = (str(ref.get("name", "")), str(ref.get("namespace") or ns))
-            target = delegates.get(key)
-            where = f"VirtualService {name}: http[{i}] delegates to {key[1]}/{key[0]}"
-            if target is None and keep_unresolved:
-                merged.append(route)
+            k = delegates.get(key)
+            who = f"{key[1]}/{key[0]}"
+            if k is None:
+                if keep_unresolved:
+                    merged.append(route)
+                else:
+                    res.notes.append(Note(j, i, who, "not among the files: route dropped (as istiod does)"))
                 continue
-            if target is None:
-                notes.append(f"{where}, which is not among the files: route dropped (as istiod does)")
-                continue
+            target = docs[k]
+            asked.add(k)
             if not _exported_to(target, key[1], ns):
-                notes.append(f"{where}, which is not exported to namespace {ns}: route dropped")
+                reason = f"not exported to namespace {ns}: route dropped (as istiod does)"
+                res.notes.append(Note(j, i, who, reason))
                 continue
-            base = {k: v for k, v in route.items() if k != "delegate"}
+            base = {x: v for x, v in route.items() if x != "delegate"}
             subs = [r for r in _spec(target).get("http") or [] if isinstance(r, dict)]
-            kept = [m for m in (merge_route(base, s) for s in subs) if m is not None]
+            kept = [m for m in (merge_route(base, sub) for sub in subs) if m is not None]
             if len(kept) < len(subs):
-                notes.append(
-                    f"{where}: {len(subs) - len(kept)} of its {len(subs)} routes match outside the "
-                    "root's match and are dropped (as istiod does)"
+                reason = (
+                    f"{len(subs) - len(kept)} of its {len(subs)} routes match outside this route's match: "
+                    "dropped (as istiod does)"
                 )
+                res.notes.append(Note(j, i, who, reason))
+            used.append(who)
             merged.extend(kept)
         root = copy.deepcopy(d)
         root["spec"]["http"] = merged
-        out.append(root)
-    return Merged(out, notes)
+        if used:
+            res.used[len(res.docs)] = used
+        res.docs.append(root)
+    res.unused = [k for k in delegates.values() if k not in asked]
+    return res
 
 
-__all__ = ["Merged", "has_conflict", "is_delegate", "is_root", "merge_delegates", "merge_route"]
+__all__ = ["Merged", "Note", "has_conflict", "is_delegate", "is_root", "merge_delegates", "merge_route"]

@@ -232,7 +232,7 @@ def _http_route(ctx: Ctx, v: object, path: str, refs: list[Ref]) -> HttpRoute | 
     r = fr.read_mapping(ctx, v, path)
     unsupported = {
         "corsPolicy": "not modelled by the lab",
-        "delegate": "not modelled by the lab",
+        "delegate": "a delegate VirtualService cannot delegate again: Istio allows one level",
     }
     fr.check_fields(
         ctx,

@@ -32,38 +32,20 @@ def cb_envoy(envoy_factory: Callable[..., EnvoyProcess], httpbin: Httpbin) -> En
         return envoy_factory(render(fh.read(), UPSTREAM_PORT=httpbin.port), name="cb-load")
 
 
+def _load(
+    env: EnvoyProcess, engine: str, url: str, *flags: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``loadgen load -engine E -c 3 -qps 0 FLAGS -envoy-admin ... -json - URL``."""
+    cmd = [sys.executable, "-m", "loadgen", "load", "-engine", engine, "-c", "3", "-qps", "0", *flags]
+    cmd += ["-envoy-admin", env.admin_url, "-envoy-cluster", "^httpbin$", "-json", "-", url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.parametrize("engine", _engines())
 def test_load_reconciles_overflow_503s(cb_envoy: EnvoyProcess, engine: str) -> None:
     url = f"http://127.0.0.1:{cb_envoy.port('ingress')}/get"
     for _ in range(2):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "loadgen",
-                "load",
-                "-engine",
-                engine,
-                "-c",
-                "3",
-                "-qps",
-                "0",
-                "-n",
-                "30",
-                "-envoy-admin",
-                cb_envoy.admin_url,
-                "-envoy-cluster",
-                "^httpbin$",
-                "-stats-interval",
-                "100ms",
-                "-json",
-                "-",
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = _load(cb_envoy, engine, url, "-n", "30", "-stats-interval", "100ms")
         assert proc.returncode == 0, proc.stderr
         data = json.loads(proc.stdout)
         codes = {int(k): v for k, v in data["RetCodes"].items()}
@@ -88,34 +70,7 @@ def test_large_uploads_keep_envoys_early_503s(cb_envoy: EnvoyProcess, engine: st
     resets the socket a second later. The engines read that answer while still writing, so every
     rejection is a 503 with x-envoy-overloaded (not a reset) and the reconciliation stays exact."""
     url = f"http://127.0.0.1:{cb_envoy.port('ingress')}/post"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadgen",
-            "load",
-            "-engine",
-            engine,
-            "-c",
-            "3",
-            "-qps",
-            "0",
-            "-n",
-            "12",
-            "-payload-size",
-            str(16 << 20),
-            "-envoy-admin",
-            cb_envoy.admin_url,
-            "-envoy-cluster",
-            "^httpbin$",
-            "-json",
-            "-",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _load(cb_envoy, engine, url, "-n", "12", "-payload-size", str(16 << 20), timeout=120)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     codes = {int(k): v for k, v in data["RetCodes"].items()}

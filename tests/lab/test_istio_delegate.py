@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 import yaml  # type: ignore[import-untyped]
 
+from loadgen.errors import UsageError
+from loadgen.lab.harness import Lab
+from loadgen.lab.istio import load
 from loadgen.lab.istio_delegate import has_conflict, merge_delegates, merge_route
 
 ROOT = """apiVersion: networking.istio.io/v1
@@ -61,19 +69,24 @@ def test_delegate_routes_replace_the_delegating_route() -> None:
     assert rest["timeout"] == "5s" and rest["fault"]["abort"]["httpStatus"] == 503 and rest["name"] == "api"
     assert last == {"route": [{"destination": {"host": "httpbin", "subset": "v1"}}]}
     # /other is outside /api, and a regex never narrows a prefix: both dropped, and said so
-    assert len(m.notes) == 1 and "2 of its 4 routes" in m.notes[0] and "default/child" in m.notes[0]
+    assert [str(n) for n in m.notes] == [
+        "http[0].delegate default/child: 2 of its 4 routes match outside this route's match: "
+        "dropped (as istiod does)"
+    ]
+    assert m.used == {0: ["default/child"]} and m.unused == []
 
 
 def test_missing_or_unexported_delegates_drop_only_their_route() -> None:
     docs = _docs(ROOT)
     m = merge_delegates(docs[:1])
-    assert len(m.docs[0]["spec"]["http"]) == 1 and "not among the files" in m.notes[0]
+    assert merge_delegates(docs[1:]).unused == [0]  # a delegate nobody asks for
+    assert len(m.docs[0]["spec"]["http"]) == 1 and "not among the files" in str(m.notes[0])
     private = _docs(ROOT)
     private[1]["metadata"]["namespace"] = "team-a"
     private[1]["spec"]["exportTo"] = ["."]
     private[0]["spec"]["http"][0]["delegate"]["namespace"] = "team-a"
     m = merge_delegates(private)
-    assert len(m.docs[0]["spec"]["http"]) == 1 and "not exported to namespace default" in m.notes[0]
+    assert len(m.docs[0]["spec"]["http"]) == 1 and "not exported to namespace default" in str(m.notes[0])
     private[1]["spec"]["exportTo"] = ["default"]
     assert len(merge_delegates(private).docs[0]["spec"]["http"]) == 3
 
@@ -107,3 +120,84 @@ def test_a_route_with_several_root_matches_multiplies() -> None:
         {"method": {"exact": "GET"}, "uri": {"prefix": "/b"}},
     ]
     assert merged["retries"] == {"attempts": 1}
+
+
+# --------------------------------------------------------------------------- in the lab
+
+LAB_DR = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+LAB_ROOT = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin]
+  http:
+  - name: team-a
+    match: [{uri: {prefix: /anything/api}, headers: {x-team: {exact: a}}}]
+    headers: {request: {set: {x-root: "yes"}}}
+    delegate: {name: team-a-routes}
+  - route: [{destination: {host: httpbin, subset: v1}}]
+"""
+LAB_CHILD = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: team-a-routes}
+spec:
+  http:
+  - match: [{uri: {prefix: /anything/api/v2}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: httpbin, subset: v2}}]
+  - match: [{uri: {prefix: /other}}]
+    route: [{destination: {host: httpbin, subset: v2}}]
+  - route: [{destination: {host: httpbin, subset: v1}}]
+"""
+
+
+def test_lab_reads_delegates_across_files(tmp_path: Path) -> None:
+    (tmp_path / "root.yaml").write_text(LAB_ROOT + "---\n" + LAB_DR)
+    (tmp_path / "child.yaml").write_text(LAB_CHILD)
+    spec = load([str(tmp_path / "root.yaml"), str(tmp_path / "child.yaml")])
+    (vs,) = spec.virtual_services
+    assert vs.name == "httpbin" and len(vs.http) == 3  # /anything/api/v2, the match-less one, catch-all
+    assert any("1 of its 3 routes match outside" in w for w in spec.warnings), spec.warnings
+    # an error inside a delegate's route names the delegate
+    (tmp_path / "child.yaml").write_text(LAB_CHILD.replace("httpStatus: 418", "httpStatus: 42"))
+    with pytest.raises(UsageError, match=r"include those of default/team-a-routes"):
+        load([str(tmp_path / "root.yaml"), str(tmp_path / "child.yaml")])
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "", u.port, timeout=5)
+    try:
+        conn.request("GET", u.path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_delegated_routes_in_traffic_through_envoy(tmp_path: Path) -> None:
+    (tmp_path / "root.yaml").write_text(LAB_ROOT + "---\n" + LAB_DR)
+    (tmp_path / "child.yaml").write_text(LAB_CHILD)
+    lab = Lab([str(tmp_path / "root.yaml"), str(tmp_path / "child.yaml")], None, keep=False)
+    try:
+        team = {"x-team": "a"}
+        # the delegate's own route, under the root's match: its fault
+        assert _get(lab.url("httpbin", "/anything/api/v2/x"), team)[0] == 418
+        # the delegate's match-less route takes the root's match and the root's header ops
+        status, body = _get(lab.url("httpbin", "/anything/api/x"), team)
+        assert status == 200 and json.loads(body)["headers"].get("X-Root") == "yes"
+        # without the root's header condition nothing of the delegate applies: the catch-all
+        for path in ("/anything/api/v2/x", "/anything/api/x"):
+            status, body = _get(lab.url("httpbin", path), {})
+            assert status == 200 and "X-Root" not in json.loads(body)["headers"]
+    finally:
+        lab.close()
