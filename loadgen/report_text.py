@@ -219,7 +219,12 @@ def extra_lines(result: RunResult) -> list[str]:
                 lat.sum / 1e9,
             )
         )
-        lines += [target_line(p, lat.percentile(p) / 1e9) for p in result.options.percentiles]
+        # the service time from the same HDR recorder beside it: fortio's bucket interpolation
+        # above is a different estimator, so compare these two with each other
+        lines += [
+            f"{target_line(p, lat.percentile(p) / 1e9)} (service time {er.service.percentile(p) / 1e9:.6g})"
+            for p in result.options.percentiles
+        ]
     lines.append(errors_line(result))
     ov = sum(er.overloaded.values())
     detail = ""

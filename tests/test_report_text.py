@@ -165,7 +165,12 @@ def _qps_result(late: int, count: int = 4852) -> RunResult:
 
 
 def test_qps_mode_sleep_warning_and_additions() -> None:
-    lines = _render(_qps_result(late=4852))
+    rr = _qps_result(late=4852)
+    lines = _render(rr)
+    # the intended-time percentiles carry the service time from the same HDR estimator beside them
+    p50 = next(ln for ln in lines if ln.startswith("# target 50% 0.119"))
+    lat, service = (rec.percentile(50) / 1e9 for rec in (rr.engine_result.latency, rr.engine_result.service))
+    assert p50 == f"# target 50% {lat:.6g} (service time {service:.6g})" and service <= lat
     _in_order(
         [
             "Loadgen X running at 5000 queries per second, 10->10 procs, for 1m0s: http://captive.apple.com/".replace(
