@@ -334,6 +334,13 @@ def _http_route(ctx: Ctx, v: object, path: str, refs: list[Ref]) -> HttpRoute | 
                 if total == 0
                 else f"weights sum to {total} ({parts}), above {MAX_U32}",
             )
+        if total != 100:  # accepted, as current Istio does; but often a typo, and older Istio refused it
+            shares = ", ".join(f"{d.subset or d.host} {100 * d.weight / total:.1f} %" for d in dests)
+            ctx.warn(
+                rp,
+                f"weights sum to {total}, not 100: read as relative weights, as current Istio does "
+                f"({shares}); older Istio releases reject a sum other than 100",
+            )
     mirrors: list[Mirror] = []
     if r.get("mirror") is not None and r.get("mirrors") is not None:
         raise ctx.error(join(path, "mirrors"), "give mirror or mirrors, not both")

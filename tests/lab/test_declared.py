@@ -104,3 +104,8 @@ def test_weights_are_relative() -> None:
             "outbound|8000|v2|httpbin.default.svc.cluster.local": 1 / 9,
         }
     )
+    # accepted, but said: a sum other than 100 is often a typo, and older Istio refused it
+    (warning,) = [w for w in spec.warnings if "weights sum" in w]
+    assert "http[4].route: weights sum to 900, not 100: read as relative weights" in warning
+    assert "(v1 88.9 %, v2 11.1 %)" in warning
+    assert not any("weights sum" in w for w in loads(VS).warnings)
