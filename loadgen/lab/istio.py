@@ -224,7 +224,9 @@ def _read_virtual_services(acc: _Collected) -> None:
         items[note.doc][1][0].warn(f"http[{note.route}].delegate", f"{note.delegate}: {note.reason}")
     for j in merged.unused:
         ctx, spec = items[j][1]
-        fr.check_fields(ctx, spec, "", {"http", "exportTo", "hosts"}, {"tcp": "the lab routes HTTP only"})
+        fr.check_fields(
+            ctx, spec, "", {"http", "exportTo", "hosts", "gateways"}, {"tcp": "the lab routes HTTP only"}
+        )
         ctx.warn("", "a delegate (no hosts) that no VirtualService delegates to: ignored, as in Istio")
     kept = [item for item, doc in zip(items, docs, strict=True) if not is_delegate(doc)]
     for pos, ((key, (ctx, _)), doc) in enumerate(zip(kept, merged.docs, strict=True)):

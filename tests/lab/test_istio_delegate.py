@@ -166,6 +166,10 @@ def test_lab_reads_delegates_across_files(tmp_path: Path) -> None:
     (vs,) = spec.virtual_services
     assert vs.name == "httpbin" and len(vs.http) == 3  # /anything/api/v2, the match-less one, catch-all
     assert any("1 of its 3 routes match outside" in w for w in spec.warnings), spec.warnings
+    # a delegate nobody delegates to is ignored, as in Istio, and said so
+    alone = load([str(tmp_path / "child.yaml")])
+    assert alone.virtual_services == ()
+    assert any("no VirtualService delegates to: ignored" in w for w in alone.warnings), alone.warnings
     # an error inside a delegate's route names the delegate
     (tmp_path / "child.yaml").write_text(LAB_CHILD.replace("httpStatus: 418", "httpStatus: 42"))
     with pytest.raises(UsageError, match=r"include those of default/team-a-routes"):
