@@ -5,8 +5,9 @@ What it is: the Kubernetes implementation of the sweep's ``PolicyTarget`` protoc
 files (one or more documents), remembers each object as it was (or that it was absent), applies
 them with server-side apply (``networking.istio.io/v1``, falling back to ``v1beta1`` when v1 is not
 served), then polls the client sidecar's config dump (``pilot-agent request GET config_dump``
-through exec) until every DestinationRule's connection-pool thresholds show up on the matching
-``outbound|PORT|SUBSET|HOST`` clusters and every VirtualService's routes show as declared
+through exec) until every DestinationRule's clusters (``outbound|PORT|SUBSET|HOST``) show the
+thresholds and outlier detection it declares (:mod:`loadgen.k8s.clusters`) and every
+VirtualService's routes show as declared
 (:mod:`loadgen.k8s.routes`), or fails after ``timeout_s`` with what it saw. ``restore``
 re-applies the remembered objects (and deletes the ones that did not exist) — the sweep calls it
 in ``finally``, so it also runs after an interrupt.
@@ -22,19 +23,13 @@ import time
 from typing import Any
 
 from loadgen.errors import RunError, UsageError
+from loadgen.k8s import clusters
 from loadgen.k8s.client import K8sNotFound, Kube
 from loadgen.k8s.names import check_label, check_subdomain
 
 GROUP = "networking.istio.io"
 PLURALS = {"DestinationRule": "destinationrules", "VirtualService": "virtualservices"}
 FIELD_MANAGER = "loadgen"
-# DestinationRule connectionPool field -> Envoy circuit_breakers threshold
-THRESHOLDS = {
-    ("tcp", "maxConnections"): "max_connections",
-    ("http", "http1MaxPendingRequests"): "max_pending_requests",
-    ("http", "http2MaxRequests"): "max_requests",
-    ("http", "maxRetries"): "max_retries",
-}
 
 
 def load_objects(files: list[str]) -> list[dict[str, Any]]:
@@ -59,31 +54,6 @@ def load_objects(files: list[str]) -> list[dict[str, Any]]:
             check_subdomain(str((d.get("metadata") or {}).get("name", "")), f"{d['kind']} name")
             docs.append(d)
     return docs
-
-
-def expected_thresholds(dr: dict[str, Any], namespace: str) -> dict[str, dict[str, int]]:
-    """``{cluster_prefix: {threshold: value}}`` the sidecar should show for a DestinationRule."""
-    spec = dr.get("spec") or {}
-    host = str(spec.get("host", ""))
-    fqdn = host if "." in host else f"{host}.{namespace}.svc.cluster.local"
-    want: dict[str, int] = {}
-    pool = ((spec.get("trafficPolicy") or {}).get("connectionPool")) or {}
-    for (section, key), envoy in THRESHOLDS.items():
-        if key in (pool.get(section) or {}):
-            want[envoy] = int(pool[section][key])
-    return {f"||{fqdn}": want} if want else {}
-
-
-def cluster_thresholds(dump: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Every dynamic cluster's default-priority thresholds from an Envoy config dump."""
-    out: dict[str, dict[str, int]] = {}
-    for cfg in dump.get("configs") or []:
-        for key in ("dynamic_active_clusters", "static_clusters"):
-            for c in cfg.get(key) or []:
-                cl = c.get("cluster") or {}
-                th = ((cl.get("circuit_breakers") or {}).get("thresholds") or [{}])[0]
-                out[str(cl.get("name", ""))] = {k: int(v) for k, v in th.items() if k.startswith("max_")}
-    return out
 
 
 class K8sPolicyTarget:
@@ -185,10 +155,10 @@ class K8sPolicyTarget:
                 self._saved.append((plural, name, self._get(plural, name)))
         for o in objs:
             self._apply(o)
-        want: dict[str, dict[str, int]] = {}
+        want: dict[str, clusters.Fields] = {}
         for o in objs:
             if o["kind"] == "DestinationRule":
-                want.update(expected_thresholds(o, self.namespace))
+                want.update(clusters.expected_clusters(o, self.namespace))
         self.last_propagation_s = self.wait_for(want)
         services = [o for o in objs if o["kind"] == "VirtualService"]
         if services:
@@ -229,25 +199,22 @@ class K8sPolicyTarget:
                 )
             time.sleep(poll_s)
 
-    def wait_for(self, want: dict[str, dict[str, int]], poll_s: float = 0.25) -> float:
-        """Poll the config dump until every wanted threshold is there; seconds it took."""
+    def wait_for(self, want: dict[str, clusters.Fields], poll_s: float = 0.25) -> float:
+        """Poll the config dump until every wanted cluster setting is there (:mod:`loadgen.k8s.
+        clusters`); seconds it took."""
         t0 = time.monotonic()
         if not want:
             return 0.0
-        seen: dict[str, dict[str, int]] = {}
         while True:
-            seen = cluster_thresholds(self.config_dump())
-            if all(
-                any(
-                    c.endswith(suffix) and all(th.get(k) == v for k, v in w.items()) for c, th in seen.items()
-                )
-                for suffix, w in want.items()
-            ):
+            seen = clusters.dump_clusters(self.config_dump())
+            if clusters.arrived(want, seen):
                 return time.monotonic() - t0
             if time.monotonic() - t0 > self.timeout_s:
+                suffix, fields = next((k, v) for k, v in want.items() if not clusters.arrived({k: v}, seen))
+                have = {n: f for n, f in seen.items() if n.endswith(suffix)}
                 raise RunError(
-                    f"the client sidecar did not show {want} within {self.timeout_s:g}s "
-                    f"(it has: {json.dumps(seen)[:300]})"
+                    f"the client sidecar did not show the clusters *{suffix} as {fields} within "
+                    f"{self.timeout_s:g}s (it has: {json.dumps(have)[:400] if have else 'no such cluster'})"
                 )
             time.sleep(poll_s)
 

@@ -270,6 +270,11 @@ def _cluster(
     return c
 
 
+def cluster_for(policy: TrafficPolicy | None) -> dict[str, Any]:
+    """The cluster Istio gives a sidecar for this (effective) policy, without name or endpoints."""
+    return _cluster("", (), policy, "modern")
+
+
 def _endpoints(ports: Ports, host: str, subset: str) -> tuple[tuple[str, int], ...]:
     try:
         return ports.upstreams[(host, subset)]

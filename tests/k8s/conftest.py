@@ -186,18 +186,53 @@ def policy(kube, tmp_path):
     dump = tmp_path / "config_dump.json"
     kube.pods["default", "client-0"].containers[1].env["FAKE_CONFIG_DUMP"] = str(dump)
 
+    def istio_cluster(name, policy):
+        """A cluster shaped as istiod sends it (hand-written: defaults of 2^32-1, the HTTP options
+        key, outlier detection with success rate disabled)."""
+        pool = (policy or {}).get("connectionPool") or {}
+        tcp, http = pool.get("tcp") or {}, pool.get("http") or {}
+        th = {
+            "max_connections": tcp.get("maxConnections", 4294967295),
+            "max_pending_requests": http.get("http1MaxPendingRequests", 4294967295),
+            "max_requests": http.get("http2MaxRequests", 4294967295),
+            "max_retries": http.get("maxRetries", 4294967295),
+            "track_remaining": True,
+        }
+        c = {"name": name, "circuit_breakers": {"thresholds": [th]}}
+        if http.get("maxRequestsPerConnection"):
+            common = {"max_requests_per_connection": http["maxRequestsPerConnection"]}
+            c["typed_extension_protocol_options"] = {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "common_http_protocol_options": common
+                }
+            }
+        od = (policy or {}).get("outlierDetection")
+        if od is not None:
+            out = {"enforcing_success_rate": 0}
+            if "consecutive5xxErrors" in od:
+                out["consecutive_5xx"] = od["consecutive5xxErrors"]
+            for src, dst in (("interval", "interval"), ("baseEjectionTime", "base_ejection_time")):
+                if src in od:
+                    out[dst] = od[src]
+            if od.get("maxEjectionPercent"):
+                out["max_ejection_percent"] = od["maxEjectionPercent"]
+            c["outlier_detection"] = out
+        return c
+
     def on_change(plural, ns, name, obj):  # "istiod": push the DR to the sidecar 0.3 s later
         def push():
-            pool = (obj or {}).get("spec", {}).get("trafficPolicy", {}).get("connectionPool", {})
-            th = {
-                "max_connections": pool.get("tcp", {}).get("maxConnections", 4294967295),
-                "max_pending_requests": pool.get("http", {}).get("http1MaxPendingRequests", 4294967295),
-            }
-            c = {
-                "name": "outbound|8000||httpbin.default.svc.cluster.local",
-                "circuit_breakers": {"thresholds": [th]},
-            }
-            dump.write_text(json.dumps({"configs": [{"dynamic_active_clusters": [{"cluster": c}]}]}))
+            if plural != "destinationrules":
+                return
+            spec = (obj or {}).get("spec", {})
+            top = spec.get("trafficPolicy")
+            fqdn = "httpbin.default.svc.cluster.local"
+            cs = [istio_cluster(f"outbound|8000||{fqdn}", top)]
+            for sub in spec.get("subsets") or []:  # Istio merges the subset's policy over the top
+                merged = {**(top or {}), **(sub.get("trafficPolicy") or {})}
+                cs.append(istio_cluster(f"outbound|8000|{sub['name']}|{fqdn}", merged))
+            dump.write_text(
+                json.dumps({"configs": [{"dynamic_active_clusters": [{"cluster": c} for c in cs]}]})
+            )
 
         threading.Timer(0.3, push).start()
 

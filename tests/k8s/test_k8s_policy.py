@@ -65,3 +65,43 @@ def test_propagation_timeout(kube, policy, tmp_path):
     with pytest.raises(RunError, match="did not show"):
         policy.apply([str(f)])
     policy.restore()
+
+
+OUTLIER_ONLY = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: %d, interval: 1s, baseEjectionTime: 30s}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {connectionPool: {tcp: {maxConnections: %d}}}}
+"""
+
+
+def test_outlier_and_subset_variants_are_waited_for(kube, policy, tmp_path):
+    """Variants that change no top-level threshold (only outlier detection, only one subset's
+    pool) are waited for too: each apply sees the push, 0.3 s later."""
+    for i, (errors, conns) in enumerate([(1, 2), (5, 2), (5, 9)]):
+        f = tmp_path / f"v{i}.yaml"
+        f.write_text(OUTLIER_ONLY % (errors, conns))
+        policy.apply([str(f)])
+        assert policy.last_propagation_s >= 0.2, (i, policy.last_propagation_s)
+    policy.restore()
+
+
+def test_propagation_timeout_names_the_cluster_and_what_it_has(kube, policy, tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text(OUTLIER_ONLY % (1, 2))
+    policy.apply([str(f)])
+    kube.on_object_change = None  # nobody pushes the next one
+    policy.timeout_s = 0.6
+    f.write_text(OUTLIER_ONLY % (1, 4))
+    with pytest.raises(
+        RunError,
+        match=r"clusters \*\|v2\|httpbin.default.svc.cluster.local as .*'max_connections': 4"
+        r".* \(it has: .*\"max_connections\": 2",
+    ):
+        policy.apply([str(f)])
+    policy.restore()

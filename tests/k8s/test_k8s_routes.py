@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from labrender import lab_bootstrap
 
 from loadgen.errors import RunError
 from loadgen.k8s import routes
@@ -350,19 +351,9 @@ VARIANTS = {
 def _lab_render(tmp_path: Any, name: str) -> dict[str, Any]:
     """The lab's rendering of a variant (its own translation of Istio's route.go), as a sidecar
     dump: the service's routes, tagged the way istiod tags them."""
-    import subprocess
-    import sys
-
     f = tmp_path / f"{name}.yaml"
     f.write_text(yaml.safe_dump(_vs(VARIANTS[name])) + "---\n" + DR)
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadgen", "lab", "config", "-f", str(f)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    boot = yaml.safe_load(proc.stdout)
+    boot = lab_bootstrap(f)
     found = []
     for lis in boot["static_resources"]["listeners"]:
         for chain in lis.get("filter_chains") or []:
@@ -371,7 +362,7 @@ def _lab_render(tmp_path: Any, name: str) -> dict[str, Any]:
                 for vh in rc.get("virtual_hosts") or []:
                     if vh["name"].startswith("reviews."):
                         found.append(vh)
-    assert found, proc.stdout[:2000]
+    assert found, str(boot)[:2000]
     for vh in found:
         for r in vh["routes"]:
             r["metadata"] = TAG
