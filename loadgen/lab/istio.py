@@ -39,7 +39,7 @@ import yaml  # type: ignore[import-untyped]
 
 from loadgen.errors import UsageError
 from loadgen.lab import istio_fields as fr
-from loadgen.lab.istio_delegate import is_delegate, merge_delegates
+from loadgen.lab.istio_delegate import merge_delegates
 from loadgen.lab.istio_dr import destination_rule
 from loadgen.lab.istio_fields import Ctx, join, parse_duration, resolve_host
 from loadgen.lab.istio_vs import Ref, virtual_service
@@ -228,8 +228,8 @@ def _read_virtual_services(acc: _Collected) -> None:
             ctx, spec, "", {"http", "exportTo", "hosts", "gateways"}, {"tcp": "the lab routes HTTP only"}
         )
         ctx.warn("", "a delegate (no hosts) that no VirtualService delegates to: ignored, as in Istio")
-    kept = [item for item, doc in zip(items, docs, strict=True) if not is_delegate(doc)]
-    for pos, ((key, (ctx, _)), doc) in enumerate(zip(kept, merged.docs, strict=True)):
+    for pos, (j, doc) in enumerate(zip(merged.sources, merged.docs, strict=True)):
+        key, (ctx, _) = items[j]
         refs: list[Ref] = []
         try:
             acc.vss[key] = virtual_service(ctx, doc["spec"], refs)

@@ -59,11 +59,13 @@ class Note:
 
 @dataclass
 class Merged:
-    """The documents with delegates merged (delegate documents removed), what was dropped, the
+    """The documents with delegates merged (delegate documents removed), where each came from,
+    what was dropped, the
     delegates merged into each kept document (by index into ``docs``) and the delegates no root
     asked for."""
 
     docs: list[Doc]
+    sources: list[int] = field(default_factory=list)  # each kept document's index in the input
     notes: list[Note] = field(default_factory=list)
     used: dict[int, list[str]] = field(default_factory=dict)
     unused: list[int] = field(default_factory=list)
@@ -212,6 +214,7 @@ def merge_delegates(docs: list[Doc], namespace: str = "default", keep_unresolved
             continue
         if not is_root(d):
             res.docs.append(d)
+            res.sources.append(j)
             continue
         ns = _meta(d, namespace)[1]
         merged: list[Any] = []
@@ -252,6 +255,7 @@ def merge_delegates(docs: list[Doc], namespace: str = "default", keep_unresolved
         if used:
             res.used[len(res.docs)] = used
         res.docs.append(root)
+        res.sources.append(j)
     res.unused = [k for k in delegates.values() if k not in asked]
     return res
 

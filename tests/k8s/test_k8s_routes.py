@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from istio_yaml import destination_rule
 from labrender import lab_bootstrap
 
 from loadgen.errors import RunError
@@ -316,16 +317,7 @@ def test_mirror_variants_are_told_apart() -> None:
     assert routes.arrived(_dump(_route("v1")), "default", zero)  # an explicit 0: no mirror policy
 
 
-DR = """apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
-"""
+DR = destination_rule("reviews", "v1", "v2", "v3")
 VARIANTS = {
     "retries-3": "  - retries: {attempts: 3, perTryTimeout: 1s}\n" + ROUTE_V1,
     "retries-3-slow": "  - retries: {attempts: 3, perTryTimeout: 2s}\n" + ROUTE_V1,

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from istio_yaml import destination_rule
 
 from loadgen.lab import declared as decl
 from loadgen.lab.istio import loads
 
-VS = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin}
-spec:
-  host: httpbin
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
+VS = (
+    destination_rule("httpbin", "v1", "v2")
+    + """---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: httpbin}
@@ -38,6 +32,7 @@ spec:
   - name: rest
     route: [{destination: {host: httpbin, subset: v1}}]
 """
+)
 
 
 def _route(path: str, headers: dict[str, str] | None = None) -> str:

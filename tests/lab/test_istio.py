@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from istio_yaml import destination_rule
 
 from loadgen.errors import UsageError
 from loadgen.lab.istio import load, loads, parse_duration
@@ -14,16 +15,7 @@ DATA = Path(__file__).parent / "data"
 SCENARIOS = Path(__file__).resolve().parents[2] / "loadgen" / "lab" / "scenarios"
 H = "httpbin.default.svc.cluster.local"
 
-DR = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
+DR = destination_rule("reviews", "v1", "v2")
 
 
 def vs(http: str, name: str = "reviews", hosts: str = "[reviews]") -> str:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml  # type: ignore[import-untyped]
+from istio_yaml import destination_rule
 
 from loadgen.errors import UsageError
 from loadgen.lab.harness import Lab
@@ -73,7 +74,7 @@ def test_delegate_routes_replace_the_delegating_route() -> None:
         "http[0].delegate default/child: 2 of its 4 routes match outside this route's match: "
         "dropped (as istiod does)"
     ]
-    assert m.used == {0: ["default/child"]} and m.unused == []
+    assert m.used == {0: ["default/child"]} and m.unused == [] and m.sources == [0]
 
 
 def test_missing_or_unexported_delegates_drop_only_their_route() -> None:
@@ -124,15 +125,7 @@ def test_a_route_with_several_root_matches_multiplies() -> None:
 
 # --------------------------------------------------------------------------- in the lab
 
-LAB_DR = """apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin}
-spec:
-  host: httpbin
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
+LAB_DR = destination_rule("httpbin", "v1", "v2")
 LAB_ROOT = """apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: httpbin}

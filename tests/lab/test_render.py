@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from istio_yaml import destination_rule
 
 from loadgen.lab.istio import load, loads
 from loadgen.lab.model import LabSpec
@@ -65,16 +66,7 @@ def routes(b: dict[str, Any], host: str = H) -> list[dict[str, Any]]:
     return list(vhost(b, host)["routes"])
 
 
-DR = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin}
-spec:
-  host: httpbin
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
+DR = destination_rule("httpbin", "v1", "v2")
 
 
 def with_vs(http: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from istio_yaml import destination_rule
 
 from loadgen.errors import UsageError
 from loadgen.lab import render
@@ -20,16 +21,7 @@ from loadgen.lab.harness import Lab
 from loadgen.lab.istio import loads
 from loadgen.lab.model import HeaderOps, LabSpec, Redirect, Rewrite
 
-DR = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin}
-spec:
-  host: httpbin
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
+DR = destination_rule("httpbin", "v1", "v2")
 
 VS = """\
 apiVersion: networking.istio.io/v1

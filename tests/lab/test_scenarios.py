@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from istio_yaml import destination_rule
 
 from loadgen.lab.scenarios_run import SCENARIOS, run_scenario
 from loadgen.lab.verdicts import proportion_check, wilson
@@ -195,15 +196,8 @@ def test_user_routing_yaml_with_a_redirect_and_a_direct_response(tmp_path: Path)
     # upstream cluster sees the request
     f = tmp_path / "vs.yaml"
     f.write_text(
-        """apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
----
+        destination_rule("reviews", "v1", "v2")
+        + """---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
